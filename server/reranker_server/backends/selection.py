@@ -1,0 +1,115 @@
+"""Which backend and device to run on, and falling back when the preferred one can't load.
+
+``plan`` is pure (platform facts in, ordered candidates out) so every platform can be tested
+on any machine; ``load`` walks the plan and records why it fell back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..checkpoint import Checkpoint
+from ..settings import Settings
+from . import Backend
+
+logger = logging.getLogger(__name__)
+
+Target = Literal["mlx", "cuda", "mps", "cpu"]
+
+
+@dataclass(frozen=True)
+class Platform:
+    apple_silicon: bool
+    mlx_importable: bool
+    cuda: bool
+    mps: bool
+
+
+FALLBACK_CHAINS: dict[Target, list[Target]] = {
+    "mlx": ["mlx", "mps", "cpu"],
+    "cuda": ["cuda", "cpu"],
+    "mps": ["mps", "cpu"],
+    "cpu": ["cpu"],
+}
+
+
+def _chain(first: Target) -> list[Target]:
+    """Fallback order after a preferred target: MLX -> MPS -> CPU, CUDA -> CPU, MPS -> CPU."""
+    return list(FALLBACK_CHAINS[first])
+
+
+def plan(device_preference: str, use_mlx: str, platform: Platform) -> list[Target]:
+    if use_mlx == "true" or device_preference == "mlx":
+        return _chain("mlx")
+    if device_preference in ("cuda", "mps", "cpu"):
+        return _chain(device_preference)  # type: ignore[arg-type]
+    if platform.apple_silicon and platform.mlx_importable and use_mlx != "false":
+        return _chain("mlx")
+    if platform.cuda:
+        return _chain("cuda")
+    if platform.mps:
+        return _chain("mps")
+    return ["cpu"]
+
+
+def detect_platform() -> Platform:
+    from ..hardware import is_apple_silicon
+    from .torch_backend import cuda_available, mps_available
+
+    return Platform(
+        apple_silicon=is_apple_silicon(),
+        mlx_importable=importlib.util.find_spec("mlx") is not None,
+        cuda=cuda_available(),
+        mps=mps_available(),
+    )
+
+
+@dataclass
+class Selection:
+    backend: Backend
+    fallback_reason: str | None
+
+
+Loader = Callable[[Target], Backend]
+
+
+def load(targets: list[Target], loader: Loader) -> Selection:
+    """Try each target in order; the reasons for skipping earlier ones become ``fallback_reason``."""
+    reasons: list[str] = []
+    for target in targets:
+        try:
+            backend = loader(target)
+        except Exception as exc:
+            reason = f"{target}: {type(exc).__name__}: {exc}"
+            logger.warning("backend %s unavailable, falling back: %s", target, reason)
+            reasons.append(reason)
+            continue
+        return Selection(backend, "; ".join(reasons) or None)
+    raise RuntimeError("no backend could load the model: " + "; ".join(reasons))
+
+
+def default_loader(
+    settings: Settings, checkpoint: Checkpoint, platform: Platform, dtype_for: Callable[[Target], str]
+) -> Loader:
+    def load_target(target: Target) -> Backend:
+        if target == "mlx":
+            try:
+                from .mlx_backend import MlxBackend
+            except ImportError as exc:
+                raise ImportError(f"MLX is not installed ({exc}); pip install 'reranker-fleet[mlx]'") from exc
+            return MlxBackend(checkpoint, dtype=dtype_for("mlx"), quantize_bits=settings.mlx_quantize_bits)
+        if target == "cuda" and not platform.cuda:
+            raise RuntimeError("CUDA is not available to torch")
+        if target == "mps" and not platform.mps:
+            raise RuntimeError("MPS is not available to torch")
+        from ..hardware import cpu_quota
+        from .torch_backend import TorchBackend
+
+        threads = settings.torch_threads or cpu_quota()
+        return TorchBackend(checkpoint, device=target, dtype=dtype_for(target), threads=threads)
+
+    return load_target

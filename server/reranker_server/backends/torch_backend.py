@@ -1,0 +1,78 @@
+"""PyTorch backend: cross-encoders and bi-encoders on cuda, mps or cpu."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from . import Backend, PaddedBatch
+
+logger = logging.getLogger(__name__)
+
+_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+class TorchBackend(Backend):
+    name = "pytorch"
+
+    def __init__(self, checkpoint: Checkpoint, device: str, dtype: str, threads: int | None = None) -> None:
+        import torch
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        if device == "cpu" and threads:
+            torch.set_num_threads(threads)
+        loader: Any = AutoModelForSequenceClassification if checkpoint.kind == "cross-encoder" else AutoModel
+        self._torch = torch
+        self._model = loader.from_pretrained(str(checkpoint.path), dtype=torch.float32).eval()
+        self._device = torch.device(device)
+        self._model.to(self._device)
+        self._kind = checkpoint.kind
+        self._pooling = checkpoint.pooling
+        self._uses_token_types = checkpoint.config.get("type_vocab_size", 0) > 1
+        self.device = str(self._device) if self._device.type != "cuda" else f"cuda:{self._device.index or 0}"
+        self.dtype = "float32"
+        self.to_dtype(dtype)
+
+    def to_dtype(self, dtype: str) -> None:
+        self._model.to(getattr(self._torch, _TORCH_DTYPES[dtype]))
+        self.dtype = dtype
+
+    def forward(self, batch: PaddedBatch) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            ids = torch.from_numpy(batch.input_ids).to(self._device)
+            mask = torch.from_numpy(batch.attention_mask).to(self._device)
+            kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+            if self._uses_token_types:
+                kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self._device)
+            output = self._model(**kwargs)
+            if self._kind == "cross-encoder":
+                rows = output.logits
+            else:
+                hidden = output.last_hidden_state
+                if self._pooling == "cls":
+                    rows = hidden[:, 0]
+                else:
+                    weights = mask.unsqueeze(-1).to(hidden.dtype)
+                    rows = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            result: np.ndarray = rows.float().cpu().numpy()
+        return result
+
+    def release_memory(self) -> None:
+        if self._device.type == "mps":
+            self._torch.mps.empty_cache()

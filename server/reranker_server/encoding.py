@@ -1,0 +1,99 @@
+"""Tokenization: (query, documents) -> token sequences, shared by every backend.
+
+Uses the Rust ``tokenizers`` object directly so truncation is ours: the query is kept whole and
+the document is cut (right or left) to what the model takes, and so batches can be tokenized in
+worker threads while the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .checkpoint import Checkpoint
+
+TruncationSide = Literal["right", "left"]
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One model input: token ids and segment ids, unpadded."""
+
+    ids: tuple[int, ...]
+    type_ids: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class InputTooLong(ValueError):
+    """``index`` is the document's position in the call, or None for the query."""
+
+    def __init__(self, index: int | None, tokens: int, limit: int) -> None:
+        super().__init__(f"{tokens} tokens; the model takes at most {limit} (set truncate to cut it)")
+        self.index = index
+
+
+class Encoder:
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(str(checkpoint.path))
+        self._tokenizer = hf.backend_tokenizer
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self.pad_id: int = hf.pad_token_id if hf.pad_token_id is not None else 0
+        self.kind = checkpoint.kind
+        self.max_length = checkpoint.max_length
+        self._pair_specials = self._tokenizer.num_special_tokens_to_add(True)
+        self._single_specials = self._tokenizer.num_special_tokens_to_add(False)
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Tokens per text without special tokens (for usage reporting and length checks)."""
+        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_pairs(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = True,
+        side: TruncationSide = "right",
+        max_tokens_per_doc: int | None = None,
+    ) -> list[Sequence]:
+        """Cross-encoder inputs: one sequence per (query, document)."""
+        query_enc = self._tokenizer.encode(query, add_special_tokens=False)
+        budget = self.max_length - self._pair_specials - len(query_enc.ids)
+        if budget < 1:
+            raise InputTooLong(None, len(query_enc.ids), self.max_length - self._pair_specials - 1)
+        if max_tokens_per_doc is not None:
+            budget = min(budget, max_tokens_per_doc)
+        out: list[Sequence] = []
+        for i, doc_enc in enumerate(self._tokenizer.encode_batch(documents, add_special_tokens=False)):
+            if len(doc_enc.ids) > budget:
+                if not truncate:
+                    raise InputTooLong(i, len(doc_enc.ids), budget)
+                doc_enc.truncate(budget, direction=side)
+            merged = self._tokenizer.post_process(query_enc, doc_enc, add_special_tokens=True)
+            out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
+        return out
+
+    def encode_texts(
+        self,
+        texts: list[str],
+        *,
+        truncate: bool = True,
+        side: TruncationSide = "right",
+        is_query: bool = False,
+    ) -> list[Sequence]:
+        """Bi-encoder inputs: one sequence per text."""
+        budget = self.max_length - self._single_specials
+        out: list[Sequence] = []
+        for i, enc in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
+            if len(enc.ids) > budget:
+                if not truncate:
+                    raise InputTooLong(None if is_query else i, len(enc.ids), budget)
+                enc.truncate(budget, direction=side)
+            merged = self._tokenizer.post_process(enc, None, add_special_tokens=True)
+            out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
+        return out

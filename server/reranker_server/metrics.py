@@ -1,0 +1,41 @@
+"""Prometheus collectors, created once at import (the default registry is process-wide).
+
+Stable names the operator's autoscaler targets (do not rename):
+- ``reranker_requests_in_progress``: requests admitted and being scored.
+- ``reranker_queue_depth``: requests waiting for admission.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+REQUESTS = Counter("reranker_requests", "HTTP requests by endpoint and status code.", ["endpoint", "status"])
+REQUEST_LATENCY = Histogram(
+    "reranker_request_duration_seconds",
+    "HTTP request latency by endpoint.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_PROGRESS = Gauge("reranker_requests_in_progress", "Rerank requests admitted and being scored.")
+QUEUE_DEPTH = Gauge("reranker_queue_depth", "Rerank requests waiting for admission.")
+PENDING_SEQUENCES = Gauge("reranker_pending_sequences", "Sequences waiting in the batcher.")
+REJECTED = Counter("reranker_rejected_requests", "Requests refused by admission control.", ["reason"])
+BATCH_SIZE = Histogram("reranker_batch_size", "Sequences per forward pass.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH_TOKENS = Histogram(
+    "reranker_batch_tokens",
+    "Padded tokens per forward pass.",
+    buckets=(64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
+)
+FORWARD_SECONDS = Histogram("reranker_forward_seconds", "Time of one forward pass.", buckets=LATENCY_BUCKETS)
+PAIRS_SCORED = Counter("reranker_pairs_scored", "(query, document) pairs scored, cached or computed.")
+CACHE_HITS = Counter("reranker_cache_hits", "Score cache hits.", ["tier"])
+CACHE_MISSES = Counter("reranker_cache_misses", "Score cache misses.")
+CACHE_SIZE = Gauge("reranker_cache_entries", "Entries in the in-process score cache.")
+MODEL_INFO = Gauge(
+    "reranker_model_info",
+    "The served model (value 1).",
+    ["model", "revision", "kind", "backend", "device", "dtype"],
+)
+READY = Gauge("reranker_ready", "1 when the model is loaded and the server admits requests.")

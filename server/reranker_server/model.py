@@ -1,0 +1,124 @@
+"""Load the served model: checkpoint -> tokenizer + backend on the chosen device and dtype."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import scoring
+from .backends import Backend, pad
+from .backends.selection import Platform, Target, default_loader, detect_platform, load, plan
+from .checkpoint import Checkpoint, inspect
+from .encoding import Encoder
+from .hardware import cpu_has_native_bf16
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Reduced precision is kept only when it orders these documents like float32 does.
+AGREEMENT_THRESHOLD = 0.99
+CALIBRATION_QUERIES = [
+    "how do plants make food",
+    "capital of france",
+    "what does a kubernetes service do",
+    "fast animals",
+]
+CALIBRATION_DOCUMENTS = [
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "Paris is the capital and largest city of France.",
+    "A Service gives a set of pods one stable virtual address and load-balances across them.",
+    "The cheetah is the fastest land animal, reaching over 100 km/h.",
+    "Berlin is the capital of Germany.",
+    "Plants need sunlight, water and nutrients from the soil to grow.",
+    "A Deployment keeps the requested number of pod replicas running.",
+    "Falcons dive at more than 300 km/h when hunting.",
+    "The Eiffel Tower was built for the 1889 World's Fair in Paris.",
+    "Chlorophyll absorbs red and blue light and reflects green.",
+    "Kubernetes schedules containers onto nodes in a cluster.",
+    "Snails are among the slowest animals on earth.",
+]
+
+
+def auto_dtype(target: Target, platform: Platform, native_bf16: bool) -> str:
+    """What DTYPE=auto tries first on a target (kept only if it agrees with float32)."""
+    if target in ("cuda", "mps"):
+        return "float16"
+    if target == "mlx":
+        return "float16" if platform.apple_silicon else "float32"
+    return "bfloat16" if native_bf16 else "float32"
+
+
+@dataclass
+class LoadedModel:
+    checkpoint: Checkpoint
+    encoder: Encoder
+    backend: Backend
+    fallback_reason: str | None
+    dtype_note: str  # why this dtype, for /info
+
+    def score_sync(self, query: str, documents: list[str]) -> np.ndarray:
+        """Raw scores without batching or caching (calibration, warm-up, tests)."""
+        if self.checkpoint.kind == "cross-encoder":
+            rows = self.backend.forward(pad(self.encoder.encode_pairs(query, documents), self.encoder.pad_id))
+            return scoring.cross_encoder_raw(rows)
+        sequences = self.encoder.encode_texts([query, *documents])
+        rows = self.backend.forward(pad(sequences, self.encoder.pad_id))
+        return scoring.cosine(rows[0], rows[1:])
+
+
+def ranking_agreement(reference: LoadedModel, candidate: LoadedModel) -> float:
+    """Mean per-query Spearman correlation of candidate scores against the reference."""
+    values = [
+        scoring.spearman(reference.score_sync(q, CALIBRATION_DOCUMENTS), candidate.score_sync(q, CALIBRATION_DOCUMENTS))
+        for q in CALIBRATION_QUERIES
+    ]
+    return float(np.mean(values))
+
+
+def load_model(settings: Settings, platform: Platform | None = None) -> LoadedModel:
+    platform = platform or detect_platform()
+    checkpoint = inspect(settings.model_name, settings.model_revision, settings.max_input_length)
+    encoder = Encoder(checkpoint)
+    native_bf16 = cpu_has_native_bf16()
+    targets = plan(settings.device_preference, settings.use_mlx, platform)
+
+    def dtype_for(target: Target) -> str:
+        return auto_dtype(target, platform, native_bf16) if settings.dtype == "auto" else settings.dtype
+
+    selection = load(targets, default_loader(settings, checkpoint, platform, dtype_for))
+    model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "")
+    if settings.dtype != "auto":
+        model.dtype_note = "set by DTYPE"
+    elif model.backend.dtype == "float32":
+        model.dtype_note = "auto: no faster native dtype on this device"
+    else:
+        model = _check_reduced_precision(model, settings, platform)
+    logger.info(
+        "loaded %s (%s) on %s/%s dtype=%s max_length=%d%s",
+        checkpoint.model_id,
+        checkpoint.kind,
+        model.backend.name,
+        model.backend.device,
+        model.backend.dtype,
+        checkpoint.max_length,
+        f" fallback: {model.fallback_reason}" if model.fallback_reason else "",
+    )
+    return model
+
+
+def _check_reduced_precision(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
+    """Measure ranking agreement against float32; keep the reduced dtype only if it holds."""
+    reduced = model.backend.dtype
+    float32_settings = settings.model_copy(update={"dtype": "float32"})
+    target: Target = "mlx" if model.backend.name == "mlx" else model.backend.device.split(":")[0]  # type: ignore[assignment]
+    loader = default_loader(float32_settings, model.checkpoint, platform, lambda _t: "float32")
+    reference = LoadedModel(model.checkpoint, model.encoder, loader(target), model.fallback_reason, "")
+    agreement = ranking_agreement(reference, model)
+    if agreement >= AGREEMENT_THRESHOLD:
+        model.dtype_note = f"auto: {reduced} agrees with float32 (Spearman {agreement:.4f})"
+        return model
+    logger.warning("auto dtype %s disagrees with float32 (Spearman %.4f): using float32", reduced, agreement)
+    reference.dtype_note = f"auto: {reduced} rejected (Spearman {agreement:.4f} < {AGREEMENT_THRESHOLD})"
+    return reference

@@ -1,0 +1,1 @@
+"""HTTP routers: ``rerank`` (the scoring API) and ``ops`` (health, readiness, info, metrics)."""

@@ -1,0 +1,123 @@
+"""Rerank endpoints: HTTP only; limits, caching and batching live in ``serving``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, Request
+
+from ..errors import ApiError
+from ..protocol import (
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    ResultDocument,
+    TeiRank,
+    TeiRerankRequest,
+    Usage,
+)
+from ..runtime import Runtime
+from ..serving import ScoreOptions, ScoreResult
+
+router = APIRouter(tags=["rerank"])
+T = TypeVar("T")
+_DISCONNECT_POLL_SECONDS = 0.1
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client goes away first, cancel it so its queued pairs are dropped."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ApiError(499, "client closed the request", error_type="cancelled")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def _score(
+    request: Request, query: str, documents: list[str], options: ScoreOptions, documents_field: str
+) -> ScoreResult:
+    runtime: Runtime = request.app.state.runtime
+    service = runtime.require_service()
+    service.check_limits(query, documents, documents_field)
+
+    async def admitted() -> ScoreResult:
+        async with runtime.admission.slot():
+            return await service.score(query, documents, options, documents_field)
+
+    try:
+        return await asyncio.wait_for(_until_disconnect(request, admitted()), timeout=runtime.settings.worker_timeout)
+    except TimeoutError as exc:
+        raise ApiError(
+            504,
+            f"scoring took longer than WORKER_TIMEOUT={runtime.settings.worker_timeout}s",
+            error_type="timeout",
+        ) from exc
+
+
+def _ranked(scores: list[float], top_n: int | None) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    return order[:top_n] if top_n is not None else order
+
+
+async def _cohere(request: Request, body: RerankRequest, api_version: str) -> RerankResponse:
+    runtime: Runtime = request.app.state.runtime
+    texts = body.texts()
+    options = ScoreOptions(max_tokens_per_doc=body.max_tokens_per_doc)
+    result = await _score(request, body.query, texts, options, "documents")
+    results = [
+        RerankResult(
+            index=i,
+            relevance_score=result.scores[i],
+            document=ResultDocument(text=texts[i]) if body.return_documents else None,
+        )
+        for i in _ranked(result.scores, body.top_n)
+    ]
+    model = runtime.model
+    return RerankResponse(
+        id=str(uuid.uuid4()),
+        model=model.checkpoint.model_id if model else "",
+        results=results,
+        meta={
+            "api_version": {"version": api_version},
+            "billed_units": {"search_units": 1, "input_tokens": result.tokens},
+            "tokens": {"input_tokens": result.tokens, "output_tokens": 0},
+        },
+        usage=Usage(total_tokens=result.tokens, prompt_tokens=result.tokens),
+    )
+
+
+@router.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True)
+async def rerank_v1(request: Request, body: RerankRequest) -> RerankResponse:
+    """Cohere v1 / Jina shape."""
+    return await _cohere(request, body, "1")
+
+
+@router.post("/v2/rerank", response_model=RerankResponse, response_model_exclude_none=True)
+async def rerank_v2(request: Request, body: RerankRequest) -> RerankResponse:
+    """Cohere v2 shape."""
+    return await _cohere(request, body, "2")
+
+
+@router.post("/rerank", response_model=list[TeiRank], response_model_exclude_none=True)
+async def rerank_tei(request: Request, body: TeiRerankRequest) -> list[TeiRank]:
+    """Text Embeddings Inference shape."""
+    options = ScoreOptions(
+        raw_scores=body.raw_scores,
+        truncate=body.truncate if body.truncate is not None else True,
+        side=body.truncation_direction,
+    )
+    result = await _score(request, body.query, body.texts, options, "texts")
+    return [
+        TeiRank(index=i, score=result.scores[i], text=body.texts[i] if body.return_text else None)
+        for i in _ranked(result.scores, None)
+    ]

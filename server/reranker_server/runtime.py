@@ -1,0 +1,93 @@
+"""The long-lived objects of one server process, kept on ``app.state.runtime``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import metrics
+from .admission import Admission
+from .batcher import Batcher
+from .cache import ScoreCache
+from .errors import ApiError
+from .model import LoadedModel, load_model
+from .serving import RerankService
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Phase = Literal["loading", "ready", "failed", "draining"]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    admission: Admission
+    cache: ScoreCache
+    phase: Phase = "loading"
+    error: str | None = None
+    model: LoadedModel | None = None
+    service: RerankService | None = None
+    batcher: Batcher | None = None
+    _loader: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        return cls(
+            settings=settings,
+            admission=Admission(settings.max_parallel_requests, settings.max_queue_size),
+            cache=ScoreCache(settings.cache_size),
+        )
+
+    def start_loading(self, model: LoadedModel | None = None) -> None:
+        """Load (or adopt) the model in the background so /live answers while it loads."""
+        self._loader = asyncio.get_running_loop().create_task(self._load(model), name="model-loader")
+
+    async def _load(self, preloaded: LoadedModel | None) -> None:
+        try:
+            model = preloaded if preloaded is not None else await asyncio.to_thread(load_model, self.settings)
+            await asyncio.to_thread(model.score_sync, "warm-up query", ["a short document", "another " * 64])
+        except Exception as exc:
+            logger.exception("model failed to load")
+            self.phase, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        self.model = model
+        self.batcher = Batcher(
+            model.backend, model.encoder.pad_id, self.settings.batch_size, self.settings.max_batch_tokens
+        )
+        self.batcher.start()
+        self.service = RerankService(self.settings, model, self.batcher, self.cache)
+        backend, ckpt = model.backend, model.checkpoint
+        metrics.MODEL_INFO.labels(
+            model=ckpt.model_id,
+            revision=ckpt.revision or "",
+            kind=ckpt.kind,
+            backend=backend.name,
+            device=backend.device,
+            dtype=backend.dtype,
+        ).set(1)
+        if self.phase == "loading":
+            self.phase = "ready"
+
+    async def wait_loaded(self) -> None:
+        if self._loader:
+            await asyncio.shield(self._loader)
+
+    def begin_draining(self) -> None:
+        self.phase = "draining"
+        self.admission.draining = True
+
+    def require_service(self) -> RerankService:
+        if self.service is None or self.phase == "loading":
+            raise ApiError(503, "the model is still loading", error_type="unavailable", retry_after=5)
+        if self.phase == "failed":
+            raise ApiError(503, f"the model failed to load: {self.error}", error_type="unavailable")
+        return self.service
+
+    async def close(self) -> None:
+        if self._loader and not self._loader.done():
+            self._loader.cancel()
+        if self.batcher:
+            await self.batcher.stop()

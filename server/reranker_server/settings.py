@@ -1,0 +1,68 @@
+"""Server configuration: one pydantic-settings model, read from the environment.
+
+Every field is an environment variable of the same name in upper case (the predecessor's names
+kept: ``PORT``, ``MAX_PARALLEL_REQUESTS``, ``BATCH_SIZE``, ...) and a ``reranker-server`` flag
+in kebab case; the flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DevicePreference = Literal["auto", "cuda", "mps", "cpu", "mlx"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+UseMlx = Literal["auto", "true", "false"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+
+    model_name: str | None = Field(
+        None,
+        description="Hugging Face model id or local directory. Unset: the embedded all-MiniLM-L6-v2.",
+    )
+    model_revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
+    max_input_length: int | None = Field(
+        None, ge=8, description="Cap on tokens per (query, document) pair; default: the model's maximum."
+    )
+    dtype: DType = Field(
+        "auto",
+        description="Inference dtype. auto: float16 on GPUs, bfloat16 on CPUs with native bf16 "
+        "when its ranking agrees with float32, else float32.",
+    )
+    device_preference: DevicePreference = Field("auto", description="Where to run: auto|cuda|mps|cpu|mlx.")
+    use_mlx: UseMlx = Field("auto", description="MLX on Apple silicon: auto|true|false.")
+    mlx_quantize_bits: Literal[0, 4, 8] = Field(
+        0, description="MLX only: quantize linear weights to 4 or 8 bits (0 = off)."
+    )
+
+    batch_size: int = Field(32, ge=1, description="Most sequences in one forward pass.")
+    max_batch_tokens: int = Field(
+        16384, ge=64, description="Most padded tokens (sequences x longest) in one forward pass."
+    )
+    max_parallel_requests: int = Field(64, ge=1, description="Requests scored at once; their pairs share batches.")
+    max_queue_size: int = Field(256, ge=0, description="Requests waiting for a slot; beyond it the server answers 429.")
+    max_documents_per_request: int = Field(1000, ge=1, description="Most documents in one request (413).")
+    max_text_chars: int = Field(100_000, ge=1, description="Most characters in the query or in one document (413).")
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413).")
+    worker_timeout: float = Field(120.0, gt=0, description="Seconds a request may take before 504.")
+    max_retries: int = Field(3, ge=0, description="Retries the bundled client makes on 429/503.")
+    shutdown_delay: float = Field(
+        0.0, ge=0, description="Seconds /ready reports draining on SIGTERM before the listener closes."
+    )
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
+
+    cache_size: int = Field(100_000, ge=0, description="Scores kept in the in-process LRU (0 = off).")
+    enable_distributed: bool = Field(False, description="Share the score cache through Redis.")
+    redis_url: str | None = Field(None, description="Redis URL for ENABLE_DISTRIBUTED.")
+
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads; default: the container's CPU quota."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")

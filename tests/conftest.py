@@ -1,0 +1,164 @@
+"""Shared fixtures: test checkpoints, loaded models, in-process apps and real server processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--e2e", action="store_true", help="run the kind end-to-end suite (needs docker, kind, helm)")
+    parser.addoption("--run-image", action="store_true", help="build and run the container images with buildah")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in item.keywords and not config.getoption("--e2e"):
+            item.add_marker(pytest.mark.skip(reason="kind e2e suite is opt-in: pass --e2e (or run `make e2e`)"))
+        if "image" in item.keywords and not config.getoption("--run-image"):
+            item.add_marker(pytest.mark.skip(reason="image builds are opt-in: pass --run-image"))
+        if "mlx" in item.keywords and not _importable("mlx.core"):
+            item.add_marker(pytest.mark.skip(reason="mlx is not installed: pip install 'reranker-fleet[mlx]'"))
+        if "helm" in item.keywords and shutil.which("helm") is None:
+            item.add_marker(pytest.mark.skip(reason="no helm binary on PATH (make tools installs one)"))
+        if "redis" in item.keywords and shutil.which("redis-server") is None:
+            item.add_marker(pytest.mark.skip(reason="no redis-server on PATH (apt-get install redis-server)"))
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:
+        return False
+    return True
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def minilm_cross_dir() -> Path:
+    from tests.model_fixtures import minilm_cross_dir
+
+    return minilm_cross_dir()
+
+
+@pytest.fixture(scope="session")
+def xlmr_cross_dir() -> Path:
+    from tests.model_fixtures import xlmr_cross_dir
+
+    return xlmr_cross_dir()
+
+
+@pytest.fixture(scope="session")
+def minilm_embed_dir() -> Path:
+    from tests.model_fixtures import minilm_embed_dir
+
+    return minilm_embed_dir()
+
+
+# --- loaded models (shared: loading is the slow part) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def minilm_cross_model(minilm_cross_dir: Path):  # type: ignore[no-untyped-def]
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+
+    return load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def xlmr_cross_model(xlmr_cross_dir: Path):  # type: ignore[no-untyped-def]
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+
+    return load_model(Settings(model_name=str(xlmr_cross_dir), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def embedded_model():  # type: ignore[no-untyped-def]
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+
+    return load_model(Settings(dtype="float32"))
+
+
+# --- real server processes ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A real ``reranker-server`` on a loopback port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = os.environ | {"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "info"} | env
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reranker_server"], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str], *, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(env, tmp_path / f"server-{len(started)}.log")
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

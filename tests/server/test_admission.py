@@ -1,0 +1,60 @@
+import asyncio
+
+import pytest
+
+from reranker_server.admission import Admission
+from reranker_server.errors import ApiError
+
+
+async def test_bounded_in_progress_and_queue_then_429() -> None:
+    admission = Admission(max_parallel=2, max_queue=1)
+    release = asyncio.Event()
+    entered: list[int] = []
+
+    async def request(i: int) -> None:
+        async with admission.slot():
+            entered.append(i)
+            await release.wait()
+
+    tasks = [asyncio.create_task(request(i)) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert (admission.in_progress, admission.waiting) == (2, 1)
+    with pytest.raises(ApiError) as refused:
+        async with admission.slot():
+            pass
+    assert refused.value.status == 429
+    assert refused.value.headers() == {"Retry-After": "1"}
+    release.set()
+    await asyncio.gather(*tasks)
+    assert sorted(entered) == [0, 1, 2]
+    assert (admission.in_progress, admission.waiting) == (0, 0)
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    admission = Admission(max_parallel=1, max_queue=5)
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with admission.slot():
+            await hold.wait()
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(holder())
+    await asyncio.sleep(0.01)
+    assert admission.waiting == 1
+    waiter.cancel()
+    await asyncio.sleep(0.01)
+    assert admission.waiting == 0
+    hold.set()
+    await first
+    assert admission.in_progress == 0
+
+
+async def test_draining_refuses_with_503() -> None:
+    admission = Admission(max_parallel=1, max_queue=1)
+    admission.draining = True
+    with pytest.raises(ApiError) as refused:
+        async with admission.slot():
+            pass
+    assert refused.value.status == 503

@@ -1,0 +1,126 @@
+"""Batching logic, with a recording backend standing in for the model (the model is tested elsewhere)."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from reranker_server.backends import Backend, PaddedBatch
+from reranker_server.batcher import Batcher
+from reranker_server.encoding import Sequence
+
+
+class RecordingBackend(Backend):
+    """Returns each row's token-id sum; records batch shapes; can be held to build a backlog."""
+
+    name, device, dtype = "recording", "cpu", "float32"
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []  # (rows, padded length)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+
+    def forward(self, batch: PaddedBatch) -> np.ndarray:
+        self.gate.wait(timeout=10)
+        if self.fail:
+            raise RuntimeError("device on fire")
+        self.batches.append(batch.input_ids.shape)
+        return (batch.input_ids * batch.attention_mask).sum(axis=1, keepdims=True).astype(np.float32)
+
+
+def seq(length: int, marker: int = 1) -> Sequence:
+    return Sequence(tuple([marker] * length), tuple([0] * length))
+
+
+@pytest.fixture
+async def backend_and_batcher():
+    backend = RecordingBackend()
+    batcher = Batcher(backend, pad_id=0, batch_size=4, max_batch_tokens=64)
+    batcher.start()
+    yield backend, batcher
+    await batcher.stop()
+
+
+async def test_results_come_back_in_order_and_batches_respect_limits(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    sequences = [seq(n, marker=n) for n in (3, 30, 5, 8, 2, 16, 7, 1, 9, 4)]
+    rows = await batcher.run(sequences)
+    assert rows[:, 0].tolist() == [n * n for n in (3, 30, 5, 8, 2, 16, 7, 1, 9, 4)]
+    for count, length in backend.batches:
+        assert count <= 4
+        assert count * length <= 64
+    assert sum(count for count, _ in backend.batches) == 10  # a large request is split
+
+
+async def test_concurrent_requests_share_batches_grouped_by_length(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.gate.clear()  # hold the device so a backlog builds
+    first = asyncio.create_task(batcher.run([seq(2, marker=9)]))
+    await asyncio.sleep(0.05)
+    short = [seq(2, marker=i) for i in range(1, 4)]
+    long = [seq(12, marker=i) for i in range(1, 4)]
+    tasks = [asyncio.create_task(batcher.run([s, t])) for s, t in zip(short, long, strict=True)]
+    await asyncio.sleep(0.05)
+    backend.gate.set()
+    await first
+    await asyncio.gather(*tasks)
+    # after the held one, the three requests' short pairs ran together and the long ones together
+    assert backend.batches[1:] == [(3, 2), (3, 12)]
+
+
+async def test_identical_sequences_in_flight_run_once(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.gate.clear()
+    blocker = asyncio.create_task(batcher.run([seq(1, marker=7)]))
+    await asyncio.sleep(0.05)
+    same = seq(5, marker=3)
+    tasks = [asyncio.create_task(batcher.run([same])) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    backend.gate.set()
+    results = await asyncio.gather(*tasks)
+    await blocker
+    assert all(r[0, 0] == 15 for r in results)
+    assert backend.batches[1:] == [(1, 5)]
+
+
+async def test_cancelled_requests_are_dropped_before_they_run(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.gate.clear()
+    blocker = asyncio.create_task(batcher.run([seq(1, marker=7)]))
+    await asyncio.sleep(0.05)
+    abandoned = asyncio.create_task(batcher.run([seq(4, marker=i) for i in range(1, 9)]))
+    await asyncio.sleep(0.05)
+    assert batcher.pending == 8
+    abandoned.cancel()
+    await asyncio.sleep(0.01)
+    assert batcher.pending == 0
+    backend.gate.set()
+    await blocker
+    await asyncio.sleep(0.05)
+    assert backend.batches == [(1, 1)]
+
+
+async def test_shared_sequence_survives_one_waiter_leaving(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.gate.clear()
+    blocker = asyncio.create_task(batcher.run([seq(1, marker=7)]))
+    await asyncio.sleep(0.05)
+    shared = seq(3, marker=2)
+    leaver = asyncio.create_task(batcher.run([shared]))
+    stayer = asyncio.create_task(batcher.run([shared]))
+    await asyncio.sleep(0.05)
+    leaver.cancel()
+    backend.gate.set()
+    await blocker
+    assert (await stayer)[0, 0] == 6
+
+
+async def test_a_failing_forward_fails_its_requests_not_the_batcher(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.fail = True
+    with pytest.raises(RuntimeError, match="device on fire"):
+        await batcher.run([seq(3)])
+    backend.fail = False
+    assert (await batcher.run([seq(3)]))[0, 0] == 3

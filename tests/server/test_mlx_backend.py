@@ -1,0 +1,63 @@
+"""MLX backend parity with PyTorch on this machine (mlx[cpu]). Inputs stay tiny: the Linux
+wheel's reference BLAS is slow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reranker_server import scoring
+from reranker_server.backends import pad
+
+pytestmark = pytest.mark.mlx
+
+QUERY = "cat food"
+DOCS = ["cats eat fish", "Paris, France", "", "dogs bark"]
+
+
+def _batch(model: Any) -> Any:
+    if model.checkpoint.kind == "cross-encoder":
+        return pad(model.encoder.encode_pairs(QUERY, DOCS), model.encoder.pad_id)
+    return pad(model.encoder.encode_texts([QUERY, *DOCS]), model.encoder.pad_id)
+
+
+@pytest.mark.parametrize("fixture", ["minilm_cross_model", "xlmr_cross_model", "embedded_model"])
+def test_float32_parity_with_pytorch(fixture: str, request: pytest.FixtureRequest) -> None:
+    from reranker_server.backends.mlx_backend import MlxBackend
+
+    model = request.getfixturevalue(fixture)
+    batch = _batch(model)
+    ours = MlxBackend(model.checkpoint, dtype="float32").forward(batch)
+    reference = model.backend.forward(batch)
+    np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=0)
+
+
+def test_float16_and_quantized_weights_keep_the_ranking(xlmr_cross_model: Any) -> None:
+    from reranker_server.backends.mlx_backend import MlxBackend
+
+    docs = [f"{w} tokens" for w in ("cat", "fish", "river", "Paris", "dog", "sea", "light", "hills")]
+    batch = pad(xlmr_cross_model.encoder.encode_pairs(QUERY, docs), xlmr_cross_model.encoder.pad_id)
+    reference = scoring.cross_encoder_raw(xlmr_cross_model.backend.forward(batch))
+    half = MlxBackend(xlmr_cross_model.checkpoint, dtype="float16")
+    assert half.dtype == "float16"
+    np.testing.assert_allclose(scoring.cross_encoder_raw(half.forward(batch)), reference, atol=2e-2)
+    q8 = MlxBackend(xlmr_cross_model.checkpoint, dtype="float32", quantize_bits=8)
+    assert q8.dtype == "float32+q8"
+    assert scoring.spearman(scoring.cross_encoder_raw(q8.forward(batch)), reference) > 0.9
+
+
+def test_mlx_backend_serves_through_the_same_batching_and_cache(xlmr_cross_dir: Any, xlmr_cross_model: Any) -> None:
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+    from tests.server.helpers import app_client
+
+    model = load_model(Settings(model_name=str(xlmr_cross_dir), use_mlx="true", dtype="float32"))
+    assert model.backend.name == "mlx" and model.fallback_reason is None
+    with app_client(model) as client:
+        served = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True}).json()
+        health = client.get("/health").json()["model"]
+    assert health["backend"] == "mlx" and health["device"].startswith("mlx")
+    by_index = np.array([next(r["score"] for r in served if r["index"] == i) for i in range(len(DOCS))])
+    np.testing.assert_allclose(by_index, xlmr_cross_model.score_sync(QUERY, DOCS), atol=1e-4)
