@@ -1,0 +1,130 @@
+"""Pure status logic: validate a spec, and turn children's state into Reranker conditions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import RerankerSpec
+from .profiles import parse_cpu
+from .resources import RESERVED_ENV
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def validate(raw_spec: dict[str, Any], default_image: str | None) -> tuple[RerankerSpec | None, list[str]]:
+    """Parse the spec and list what the operator can't honour (each problem names its field)."""
+    try:
+        spec = RerankerSpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in ("spec", *error["loc"]))
+            problems.append(f"{field}: {error['msg']}")
+        return None, problems
+    problems = []
+    if not spec.image and not default_image:
+        problems.append("spec.image: not set, and the operator has no default image (RERANKER_IMAGE)")
+    for var in spec.env:
+        if var.name in RESERVED_ENV:
+            problems.append(f"spec.env: {var.name} is set by the operator from the spec; use the spec field")
+    requests = (spec.resources or {}).get("requests") or {}
+    limits = (spec.resources or {}).get("limits") or {}
+    try:
+        if "cpu" in requests and "cpu" in limits and parse_cpu(limits["cpu"]) < parse_cpu(requests["cpu"]):
+            problems.append(f"spec.resources: cpu limit {limits['cpu']} is below the request {requests['cpu']}")
+    except ValueError:
+        problems.append("spec.resources: cpu quantities must look like 2 or 1500m")
+    if spec.hardware_class == "nvidia-gpu" and spec.resources is not None and "nvidia.com/gpu" not in limits:
+        problems.append("spec.resources.limits: the nvidia-gpu class needs nvidia.com/gpu")
+    return spec, problems
+
+
+def _deployment_conditions(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    status = (deployment or {}).get("status") or {}
+    return {c.get("type", ""): c for c in status.get("conditions") or []}
+
+
+def compute(
+    *,
+    generation: int,
+    problems: list[str],
+    apply_error: str | None,
+    deployment: dict[str, Any] | None,
+    min_replicas: int,
+) -> list[Condition]:
+    """Ready, Progressing and Degraded from what the operator knows now."""
+    if problems:
+        message = "; ".join(problems)
+        return [
+            Condition("Ready", False, "InvalidSpec", message),
+            Condition("Progressing", False, "InvalidSpec", "waiting for a valid spec"),
+            Condition("Degraded", True, "InvalidSpec", message),
+        ]
+    if apply_error:
+        return [
+            Condition("Ready", False, "ApplyFailed", apply_error),
+            Condition("Progressing", False, "ApplyFailed", "children could not be applied"),
+            Condition("Degraded", True, "ApplyFailed", apply_error),
+        ]
+    status = (deployment or {}).get("status") or {}
+    desired = (deployment or {}).get("spec", {}).get("replicas") or min_replicas
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    deploy_generation = int((deployment or {}).get("metadata", {}).get("generation") or 0)
+    dconds = _deployment_conditions(deployment)
+
+    failure = dconds.get("ReplicaFailure", {})
+    stalled = dconds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
+    if failure.get("status") == "True":
+        degraded = Condition("Degraded", True, "ReplicaFailure", failure.get("message", "pods cannot be created"))
+    elif stalled:
+        degraded = Condition("Degraded", True, "ProgressDeadlineExceeded", dconds["Progressing"].get("message", ""))
+    else:
+        degraded = Condition("Degraded", False, "AsExpected", "no problems seen")
+
+    rolling = deployment is None or observed < deploy_generation or updated < desired or ready < desired
+    progressing = (
+        Condition("Progressing", True, "RollingOut", f"{updated}/{desired} updated, {ready} ready")
+        if rolling
+        else Condition("Progressing", False, "Reconciled", f"generation {generation} rolled out")
+    )
+    if ready >= min_replicas:
+        ready_cond = Condition("Ready", True, "MinimumReplicasReady", f"{ready} replicas ready")
+    else:
+        ready_cond = Condition("Ready", False, "WaitingForReplicas", f"{ready}/{min_replicas} replicas ready")
+    return [ready_cond, progressing, degraded]
+
+
+def render(
+    conditions: list[Condition], generation: int, previous: list[dict[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    """Kubernetes condition dicts; lastTransitionTime only moves when the status flips."""
+    before = {c.get("type"): c for c in previous}
+    rendered = []
+    for cond in conditions:
+        status = "True" if cond.status else "False"
+        old = before.get(cond.type)
+        since = (
+            old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now
+        )
+        rendered.append(
+            {
+                "type": cond.type,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since,
+            }
+        )
+    return rendered

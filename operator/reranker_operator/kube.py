@@ -1,0 +1,154 @@
+"""The only module that talks to the Kubernetes API (kopf's own watching aside).
+
+Plain REST over httpx with the credentials the ``kubernetes`` package resolves (in-cluster
+service account, else kubeconfig), so every call is explicit: server-side apply with a field
+manager, merge patches on the status subresource, and nothing that needs API discovery.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .models import GROUP, VERSION
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+KINDS: dict[str, ResourceType] = {
+    "Reranker": ResourceType(GROUP, VERSION, "rerankers"),
+    "RerankerEndpoint": ResourceType(GROUP, VERSION, "rerankerendpoints"),
+    "Deployment": ResourceType("apps", "v1", "deployments"),
+    "Service": ResourceType("", "v1", "services"),
+    "HorizontalPodAutoscaler": ResourceType("autoscaling", "v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ResourceType("policy", "v1", "poddisruptionbudgets"),
+    "EndpointSlice": ResourceType("discovery.k8s.io", "v1", "endpointslices"),
+    "Lease": ResourceType("coordination.k8s.io", "v1", "leases"),
+    "Event": ResourceType("", "v1", "events"),
+}
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = response.json().get("message") or response.text
+    except ValueError:
+        message = response.text
+    raise KubeError(response.status_code, message)
+
+
+class Kube:
+    def __init__(self, client: httpx.AsyncClient, field_manager: str) -> None:
+        self._http = client
+        self.field_manager = field_manager
+
+    @classmethod
+    def from_environment(cls, field_manager: str, timeout: float = 30.0) -> Kube:
+        from kubernetes import config as kube_config
+        from kubernetes.client import Configuration
+
+        configuration = Configuration()
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except kube_config.ConfigException:
+            kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        headers: dict[str, str] = {}
+        token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix(
+            "BearerToken"
+        )
+        if token:
+            headers["Authorization"] = token
+        verify: ssl.SSLContext | bool = configuration.verify_ssl
+        if configuration.verify_ssl and configuration.host.startswith("https"):
+            verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+            if configuration.cert_file:
+                verify.load_cert_chain(configuration.cert_file, configuration.key_file)
+        client = httpx.AsyncClient(base_url=configuration.host, headers=headers, verify=verify, timeout=timeout)
+        return cls(client, field_manager)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply: we own the fields we send, and take them back from anyone else."""
+        rtype = KINDS[manifest["kind"]]
+        meta = manifest["metadata"]
+        response = await self._http.patch(
+            rtype.path(meta.get("namespace"), meta["name"]),
+            params={"fieldManager": self.field_manager, "force": "true"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            content=json.dumps(manifest).encode(),  # JSON is valid YAML
+        )
+        _raise_for(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        response = await self._http.get(KINDS[kind].path(namespace, name))
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        response = await self._http.get(KINDS[kind].path(namespace), params=params)
+        _raise_for(response)
+        items: list[dict[str, Any]] = response.json().get("items") or []
+        return items
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        response = await self._http.delete(KINDS[kind].path(namespace, name))
+        if response.status_code == 404:
+            return False
+        _raise_for(response)
+        return True
+
+    async def patch_status(self, kind: str, namespace: str | None, name: str, status: dict[str, Any]) -> None:
+        response = await self._http.patch(
+            KINDS[kind].path(namespace, name, "status"),
+            headers={"Content-Type": "application/merge-patch+json"},
+            content=json.dumps({"status": status}).encode(),
+        )
+        _raise_for(response)
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        rtype = KINDS[manifest["kind"]]
+        response = await self._http.post(rtype.path(manifest["metadata"].get("namespace")), json=manifest)
+        _raise_for(response)
+        result: dict[str, Any] = response.json()
+        return result

@@ -1,0 +1,90 @@
+"""A typed model of the ``Reranker`` resource's spec (``reranker.dev/v1alpha1``).
+
+The CRD's schema rejects most bad input at admission; this model re-checks what the operator
+relies on, because an API server without the schema (or an older one without CEL) lets it in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GROUP = "reranker.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURAL = "rerankers"
+KIND = "Reranker"
+
+HardwareClass = Literal["cpu", "nvidia-gpu"]
+
+
+def _alias(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _CamelModel(BaseModel):
+    """Python snake_case fields, Kubernetes camelCase keys; unknown keys are errors."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, alias_generator=_alias)
+
+
+class ModelRef(_CamelModel):
+    name: str = Field(min_length=1)
+    revision: str | None = None
+
+
+class Replicas(_CamelModel):
+    min: int = Field(1, ge=1)
+    max: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must not exceed replicas.max ({self.max})")
+        return self
+
+
+class Autoscaling(_CamelModel):
+    enabled: bool = True
+    target_in_progress_requests: int | None = Field(None, ge=1)
+    target_queue_depth: int | None = Field(None, ge=1)
+    target_cpu_utilization: int | None = Field(None, ge=1, le=100, alias="targetCPUUtilization")
+    behavior: dict[str, Any] | None = None
+
+
+class ServerTuning(_CamelModel):
+    batch_size: int | None = Field(None, ge=1)
+    max_batch_tokens: int | None = Field(None, ge=64)
+    max_parallel_requests: int | None = Field(None, ge=1)
+    max_queue_size: int | None = Field(None, ge=0)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
+    cache_size: int | None = Field(None, ge=0)
+
+
+class ServiceSpec(_CamelModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class EnvVar(_CamelModel):
+    name: str = Field(min_length=1)
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class RerankerSpec(_CamelModel):
+    model: ModelRef
+    hardware_class: HardwareClass = "cpu"
+    image: str | None = None
+    replicas: Replicas = Replicas()
+    autoscaling: Autoscaling = Autoscaling()
+    server: ServerTuning = ServerTuning()
+    resources: dict[str, Any] | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    affinity: dict[str, Any] | None = None
+    env: list[EnvVar] = []
+    service: ServiceSpec = ServiceSpec()
+    cache: dict[str, Any] | None = None  # spec.cache.redis: wired by the distributed-cache issue

@@ -1,0 +1,260 @@
+"""Pure builders: a Reranker (spec + resolved profile) -> the manifests of its children.
+
+Nothing here talks to the API; ``kube`` sends what these return, by server-side apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .models import API_VERSION, KIND, RerankerSpec
+from .profiles import HardwareProfile, ProbeTiming
+
+MANAGED_BY = "reranker-operator"
+CONTAINER_PORT = 8000
+MODEL_CACHE_DIR = "/models"
+# Variables the operator sets from spec fields; spec.env may not override them.
+RESERVED_ENV = frozenset(
+    {"HOST", "PORT", "MODEL_NAME", "MODEL_REVISION", "SHUTDOWN_DELAY", "SHUTDOWN_GRACE", "HF_HOME"}
+)
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Reranker that owns the children: they are garbage-collected with it."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "reranker", "app.kubernetes.io/instance": name}
+
+
+def labels(name: str, hardware_class: str) -> dict[str, str]:
+    return selector_labels(name) | {
+        "app.kubernetes.io/component": "server",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "reranker.dev/hardware-class": hardware_class,
+    }
+
+
+def _metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name, hardware_class),
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def _probe(path: str, timing: ProbeTiming) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": timing.period_seconds,
+        "failureThreshold": timing.failure_threshold,
+        "timeoutSeconds": timing.timeout_seconds,
+    }
+
+
+def server_env(spec: RerankerSpec, profile: HardwareProfile) -> list[dict[str, Any]]:
+    """Environment of the server container: profile tuning, then the user's extra variables."""
+    threads = str(profile.cpu_threads)
+    managed = {
+        "HOST": "0.0.0.0",
+        "PORT": str(CONTAINER_PORT),
+        "MODEL_NAME": spec.model.name,
+        "DTYPE": profile.dtype,
+        "BATCH_SIZE": str(profile.batch_size),
+        "MAX_BATCH_TOKENS": str(profile.max_batch_tokens),
+        "MAX_PARALLEL_REQUESTS": str(profile.max_parallel_requests),
+        "MAX_QUEUE_SIZE": str(profile.max_queue_size),
+        "CACHE_SIZE": str(profile.cache_size),
+        "SHUTDOWN_DELAY": str(profile.drain_seconds),
+        "SHUTDOWN_GRACE": str(profile.shutdown_grace_seconds),
+        "HF_HOME": f"{MODEL_CACHE_DIR}/hf",
+        "TORCH_THREADS": threads,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+    }
+    if spec.model.revision:
+        managed["MODEL_REVISION"] = spec.model.revision
+    if profile.hardware_class == "nvidia-gpu":
+        managed["DEVICE_PREFERENCE"] = "cuda"
+    user = {var.name: var for var in spec.env}
+    env: list[dict[str, Any]] = []
+    for name, value in managed.items():
+        if name in user and name not in RESERVED_ENV:
+            continue  # the user's value replaces the profile's
+        env.append({"name": name, "value": value})
+    for var in spec.env:
+        if var.name in RESERVED_ENV:
+            continue  # refused by validation; never silently applied
+        entry: dict[str, Any] = {"name": var.name}
+        if var.value_from is not None:
+            entry["valueFrom"] = var.value_from
+        else:
+            entry["value"] = var.value or ""
+        env.append(entry)
+    return env
+
+
+def deployment(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str) -> Manifest:
+    resources: dict[str, Any] = {}
+    if profile.requests:
+        resources["requests"] = profile.requests
+    if profile.limits:
+        resources["limits"] = profile.limits
+    pod_spec: dict[str, Any] = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # drain (readiness fails, listener stays open) + in-flight grace + margin
+        "terminationGracePeriodSeconds": profile.drain_seconds + profile.shutdown_grace_seconds + 5,
+        "containers": [
+            {
+                "name": "server",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                "env": server_env(spec, profile),
+                "resources": resources,
+                "startupProbe": _probe("/ready", profile.startup),
+                "readinessProbe": _probe("/ready", profile.readiness),
+                "livenessProbe": _probe("/live", profile.liveness),
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [{"name": "model-cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    if profile.node_selector:
+        pod_spec["nodeSelector"] = profile.node_selector
+    if profile.tolerations:
+        pod_spec["tolerations"] = profile.tolerations
+    if spec.affinity:
+        pod_spec["affinity"] = spec.affinity
+    deploy_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner.name)},
+        # never below the ready count: bring a new pod up before taking an old one down
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {
+                "labels": labels(owner.name, profile.hardware_class),
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(CONTAINER_PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if not spec.autoscaling.enabled:
+        deploy_spec["replicas"] = spec.replicas.min  # with autoscaling the HPA owns replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": deploy_spec,
+    }
+
+
+def service(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": {
+            "type": spec.service.type,
+            "selector": selector_labels(owner.name),
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _pods_metric(name: str, average: int) -> dict[str, Any]:
+    return {
+        "type": "Pods",
+        "pods": {"metric": {"name": name}, "target": {"type": "AverageValue", "averageValue": str(average)}},
+    }
+
+
+def hpa(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest | None:
+    if not spec.autoscaling.enabled:
+        return None
+    metrics: list[dict[str, Any]] = [_pods_metric("reranker_requests_in_progress", profile.target_in_progress_requests)]
+    if profile.target_queue_depth is not None:
+        metrics.append(_pods_metric("reranker_queue_depth", profile.target_queue_depth))
+    if profile.target_cpu_utilization is not None:
+        metrics.append(
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": profile.target_cpu_utilization},
+                },
+            }
+        )
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": spec.replicas.min,
+            "maxReplicas": spec.replicas.max,
+            "metrics": metrics,
+            "behavior": profile.scale_behavior,
+        },
+    }
+
+
+def pdb(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest | None:
+    """Only with two or more replicas: a PDB on one replica would block node drains forever."""
+    if spec.replicas.min < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
+    }
+
+
+def service_url(owner: Owner, spec: RerankerSpec) -> str:
+    return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
+
+
+def children(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str) -> dict[str, Manifest | None]:
+    """Every child by kind; None means it must not exist (and is deleted if it does)."""
+    return {
+        "Deployment": deployment(owner, spec, profile, image),
+        "Service": service(owner, spec, profile),
+        "HorizontalPodAutoscaler": hpa(owner, spec, profile),
+        "PodDisruptionBudget": pdb(owner, spec, profile),
+    }

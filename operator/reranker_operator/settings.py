@@ -1,0 +1,16 @@
+"""Operator configuration, from the environment (the chart sets these)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    reranker_image: str | None = Field(None, description="Server image for Rerankers that name none.")
+    watch_namespace: str | None = Field(None, description="Watch only this namespace; unset: all namespaces.")
+    field_manager: str = Field("reranker-operator", description="Server-side apply field manager.")
+    drift_interval: float = Field(60.0, gt=0, description="Seconds between drift checks of each Reranker.")
+    liveness_port: int = Field(8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")

@@ -1,0 +1,202 @@
+"""Pure builders: profiles, manifests, conditions, with every manifest checked against the
+real Kubernetes schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reranker_operator import conditions, profiles, resources
+from reranker_operator.models import RerankerSpec
+from tests.operator.manifests import validate_builtin
+
+OWNER = resources.Owner(name="search", namespace="rag", uid="1234-5678")
+
+
+def spec(**fields: Any) -> RerankerSpec:
+    return RerankerSpec.model_validate({"model": {"name": "BAAI/bge-reranker-base"}} | fields)
+
+
+def build(**fields: Any) -> dict[str, Any]:
+    s = spec(**fields)
+    return resources.children(OWNER, s, profiles.resolve(s), "ghcr.io/acme/reranker-server:1.0")
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        e["name"]: e.get("value", e.get("valueFrom"))
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"hardwareClass": "nvidia-gpu", "replicas": {"min": 2, "max": 8}},
+        {"autoscaling": {"enabled": False}, "replicas": {"min": 3, "max": 3},
+         "service": {"type": "LoadBalancer", "port": 80}},
+        {"nodeSelector": {"pool": "rerank"}, "tolerations": [{"key": "a", "operator": "Exists"}],
+         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+         "env": [{"name": "LOG_LEVEL", "value": "debug"},
+                 {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]},
+    ],
+)  # fmt: skip
+def test_every_child_is_valid_kubernetes(fields: dict[str, Any]) -> None:
+    for manifest in build(**fields).values():
+        if manifest is not None:
+            validate_builtin(manifest)
+
+
+def test_children_are_owned_labelled_and_selected_consistently() -> None:
+    children = build(replicas={"min": 2, "max": 4})
+    for manifest in children.values():
+        assert manifest is not None
+        ref = manifest["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["uid"], ref["controller"]) == ("Reranker", "1234-5678", True)
+        assert manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "reranker-operator"
+    selector = children["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert children["Service"]["spec"]["selector"] == selector
+    assert children["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
+    pod_labels = children["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+
+
+def test_cpu_profile_deployment() -> None:
+    deployment = build()["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(deployment)
+    assert env["MODEL_NAME"] == "BAAI/bge-reranker-base"
+    assert env["TORCH_THREADS"] == env["OMP_NUM_THREADS"] == "4"  # the CPU limit
+    assert env["BATCH_SIZE"] == "32" and env["DTYPE"] == "auto"
+    assert container["startupProbe"]["httpGet"]["path"] == "/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/models", "/tmp"}
+    assert env["HF_HOME"].startswith("/models")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    # drain + grace fit inside the termination grace period
+    assert pod["terminationGracePeriodSeconds"] > int(env["SHUTDOWN_DELAY"]) + int(env["SHUTDOWN_GRACE"])
+    assert "replicas" not in deployment["spec"]  # the HPA owns it
+
+
+def test_gpu_profile_requests_a_gpu_tolerates_its_taint_and_scales_on_queue() -> None:
+    children = build(hardwareClass="nvidia-gpu")
+    container = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in children["Deployment"]["spec"][
+        "template"
+    ]["spec"]["tolerations"]
+    assert env_of(children["Deployment"])["DEVICE_PREFERENCE"] == "cuda"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 900  # a GPU model loads slower
+    metrics = {m["pods"]["metric"]["name"] for m in children["HorizontalPodAutoscaler"]["spec"]["metrics"]}
+    assert metrics == {"reranker_requests_in_progress", "reranker_queue_depth"}
+    behavior = children["HorizontalPodAutoscaler"]["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600
+
+
+def test_cpu_hpa_uses_cpu_and_in_progress_requests() -> None:
+    hpa = build(replicas={"min": 1, "max": 5})["HorizontalPodAutoscaler"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
+    kinds = {m["type"] for m in hpa["spec"]["metrics"]}
+    assert kinds == {"Pods", "Resource"}
+
+
+def test_spec_overrides_the_profile() -> None:
+    s = spec(
+        server={"batchSize": 8, "maxBatchTokens": 4096, "dtype": "float32", "maxParallelRequests": 3},
+        resources={"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1500m", "memory": "2Gi"}},
+        autoscaling={"targetInProgressRequests": 2, "targetCPUUtilization": 50},
+        env=[{"name": "BATCH_SIZE", "value": "4"}],
+    )
+    profile = profiles.resolve(s)
+    assert (profile.batch_size, profile.max_batch_tokens, profile.dtype) == (8, 4096, "float32")
+    assert profile.cpu_threads == 2  # 1500m rounds up
+    children = resources.children(OWNER, s, profile, "img")
+    env = env_of(children["Deployment"])
+    assert env["BATCH_SIZE"] == "4"  # an explicit env var wins over tuning
+    assert env["MAX_PARALLEL_REQUESTS"] == "3"
+    hpa_targets = {
+        m["type"]: m.get("pods", m.get("resource"))["target"]
+        for m in children["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    }
+    assert hpa_targets["Pods"]["averageValue"] == "2"
+    assert hpa_targets["Resource"]["averageUtilization"] == 50
+
+
+def test_pdb_only_from_two_replicas_and_no_hpa_when_disabled() -> None:
+    assert build(replicas={"min": 1, "max": 3})["PodDisruptionBudget"] is None
+    assert build(replicas={"min": 2, "max": 3})["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    fixed = build(autoscaling={"enabled": False}, replicas={"min": 2, "max": 2})
+    assert fixed["HorizontalPodAutoscaler"] is None
+    assert fixed["Deployment"]["spec"]["replicas"] == 2
+
+
+def test_validation_names_each_problem() -> None:
+    _, problems = conditions.validate({"model": {"name": "m"}, "replicas": {"min": 5, "max": 2}}, "img")
+    assert problems == ["spec.replicas: Value error, replicas.min (5) must not exceed replicas.max (2)"]
+    _, problems = conditions.validate({"model": {"name": "m"}, "env": [{"name": "PORT", "value": "1"}]}, "img")
+    assert problems and problems[0].startswith("spec.env: PORT")
+    _, problems = conditions.validate({"model": {"name": "m"}}, None)
+    assert problems[0].startswith("spec.image")
+    _, problems = conditions.validate(
+        {"model": {"name": "m"}, "hardwareClass": "nvidia-gpu", "resources": {"limits": {"cpu": "1"}}}, "img"
+    )
+    assert "nvidia.com/gpu" in problems[0]
+    _, problems = conditions.validate({"model": {"name": "m"}, "hardwareClass": "tpu"}, "img")
+    assert problems[0].startswith("spec.hardwareClass")
+    _, problems = conditions.validate({"model": {"name": "m"}, "replicaz": 3}, "img")
+    assert problems[0].startswith("spec.replicaz")
+
+
+def test_conditions_follow_the_deployment() -> None:
+    def deployment(ready: int, updated: int, observed: int = 2, generation: int = 2) -> dict[str, Any]:
+        return {
+            "metadata": {"generation": generation},
+            "spec": {"replicas": 2},
+            "status": {"readyReplicas": ready, "updatedReplicas": updated, "observedGeneration": observed},
+        }
+
+    def by_type(conds: list[conditions.Condition]) -> dict[str, conditions.Condition]:
+        return {c.type: c for c in conds}
+
+    fresh = by_type(
+        conditions.compute(generation=1, problems=[], apply_error=None, deployment=deployment(0, 0), min_replicas=2)
+    )
+    assert (fresh["Ready"].status, fresh["Ready"].reason) == (False, "WaitingForReplicas")
+    assert fresh["Progressing"].status and not fresh["Degraded"].status
+    done = by_type(
+        conditions.compute(generation=1, problems=[], apply_error=None, deployment=deployment(2, 2), min_replicas=2)
+    )
+    assert (done["Ready"].status, done["Progressing"].status, done["Progressing"].reason) == (True, False, "Reconciled")
+    stale = by_type(
+        conditions.compute(
+            generation=1, problems=[], apply_error=None, deployment=deployment(2, 2, observed=1), min_replicas=2
+        )
+    )
+    assert stale["Progressing"].status and stale["Ready"].status  # rolling out, still serving
+    bad = by_type(
+        conditions.compute(generation=3, problems=["spec.x: no"], apply_error=None, deployment=None, min_replicas=1)
+    )
+    assert (bad["Degraded"].status, bad["Degraded"].reason, bad["Ready"].status) == (True, "InvalidSpec", False)
+    failed = deployment(0, 0) | {
+        "status": {"conditions": [{"type": "ReplicaFailure", "status": "True", "message": "quota"}]}
+    }
+    stuck = by_type(conditions.compute(generation=1, problems=[], apply_error=None, deployment=failed, min_replicas=1))
+    assert (stuck["Degraded"].status, stuck["Degraded"].message) == (True, "quota")
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    first = conditions.render([conditions.Condition("Ready", False, "WaitingForReplicas", "0/1")], 1, [], "T1")
+    same = conditions.render([conditions.Condition("Ready", False, "WaitingForReplicas", "0/1")], 2, first, "T2")
+    flipped = conditions.render([conditions.Condition("Ready", True, "MinimumReplicasReady", "1")], 2, same, "T3")
+    assert [c["lastTransitionTime"] for c in (first[0], same[0], flipped[0])] == ["T1", "T1", "T3"]
+    assert same[0]["observedGeneration"] == 2

@@ -1,0 +1,73 @@
+"""The CRD is valid Kubernetes; the examples are valid Rerankers; the RBAC list is complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reranker_operator import rbac
+from reranker_operator.kube import KINDS
+from tests.operator.manifests import REPO, load_crds, validate_any, validate_builtin, validate_custom
+
+
+def test_crds_are_valid_and_structural() -> None:
+    crds = load_crds()
+    assert "Reranker" in crds
+    for crd in crds.values():
+        validate_builtin(crd)
+        version = crd["spec"]["versions"][0]
+        assert version["subresources"]["status"] == {}
+        assert "status" in version["schema"]["openAPIV3Schema"]["properties"]
+
+
+def test_reranker_crd_shape() -> None:
+    crd = load_crds()["Reranker"]
+    assert crd["spec"]["group"] == "reranker.dev" and crd["spec"]["scope"] == "Namespaced"
+    assert "rr" in crd["spec"]["names"]["shortNames"]
+    version = crd["spec"]["versions"][0]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Class", "Ready", "Replicas", "Age"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["hardwareClass"]["enum"] == ["cpu", "nvidia-gpu"]
+    assert spec["properties"]["replicas"]["x-kubernetes-validations"][0]["rule"] == "self.min <= self.max"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_validate(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            validate_any(doc)
+
+
+def test_schema_rejects_what_it_should() -> None:
+    import jsonschema
+
+    base = {"apiVersion": "reranker.dev/v1alpha1", "kind": "Reranker", "metadata": {"name": "x"}}
+    validate_custom(base | {"spec": {"model": {"name": "m"}}})
+    for bad in (
+        {"model": {}},
+        {"model": {"name": "m"}, "hardwareClass": "tpu"},
+        {"model": {"name": "m"}, "replicas": {"min": 0}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_custom(base | {"spec": bad})
+
+
+def test_every_example_class_is_covered() -> None:
+    classes = set()
+    for path in (REPO / "examples").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "Reranker":
+                classes.add(doc["spec"].get("hardwareClass", "cpu"))
+    assert classes == {"cpu", "nvidia-gpu"}
+
+
+def test_rbac_list_covers_every_kind_the_operator_writes() -> None:
+    granted = rbac.merged()
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        rtype = KINDS[kind]
+        assert {"get", "patch", "delete"} <= granted[(rtype.group, rtype.plural)], kind
+    assert "patch" in granted[("reranker.dev", "rerankers/status")]
+    assert "create" in granted[("", "events")]
+    assert all(rule.purpose in ("framework", "application") for rule in rbac.RULES)

@@ -1,0 +1,170 @@
+"""The real operator process (``reranker-operator``) against an emulated API server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kmock
+import pytest
+
+from tests.conftest import free_port
+from tests.operator.emulator import ApiServerEmulator
+from tests.operator.manifests import validate_builtin
+
+pytestmark = pytest.mark.slow
+
+RERANKERS = "/apis/reranker.dev/v1alpha1/namespaces/search/rerankers"
+DEPLOYMENTS, SERVICES = "apps/v1/deployments", "v1/services"
+HPAS, PDBS = "autoscaling/v2/horizontalpodautoscalers", "policy/v1/poddisruptionbudgets"
+
+
+class Cluster:
+    def __init__(self, api: ApiServerEmulator, client: httpx.AsyncClient, log: Path) -> None:
+        self.api = api
+        self.client = client
+        self.log = log
+
+    def children(self, name: str) -> dict[str, dict[str, Any] | None]:
+        return {kind: self.api.live(kind, "search").get(name) for kind in (DEPLOYMENTS, SERVICES, HPAS, PDBS)}
+
+    def reranker(self, name: str) -> dict[str, Any] | None:
+        return self.api.live("reranker.dev/v1alpha1/rerankers", "search").get(name)
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        conds = ((self.reranker(name) or {}).get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == kind), {})
+
+    async def eventually(self, check: Callable[[], Any], within: float = 20.0) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; operator log tail:\n{self.log.read_text()[-3000:]}")
+            await asyncio.sleep(0.1)
+
+    async def apply(self, name: str, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": "reranker.dev/v1alpha1", "kind": "Reranker", "metadata": {"name": name}, "spec": spec}
+        if self.reranker(name) is None:
+            response = await self.client.post(RERANKERS, json=body)
+        else:
+            response = await self.client.patch(
+                f"{RERANKERS}/{name}", json={"spec": spec}, headers={"Content-Type": "application/merge-patch+json"}
+            )
+        assert response.status_code < 300, response.text
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with ApiServerEmulator() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: emu, cluster: {{server: '{url}'}}}}]\n"
+            "users: [{name: op, user: {token: test-token}}]\n"
+            "contexts: [{name: emu, context: {cluster: emu, user: op}}]\ncurrent-context: emu\n"
+        )
+        log = tmp_path / "operator.log"
+        env = os.environ | {
+            "KUBECONFIG": str(kubeconfig),
+            "RERANKER_IMAGE": "reranker-server:test",
+            "DRIFT_INTERVAL": "1",
+            "LIVENESS_PORT": str(free_port()),
+        }
+        with log.open("w") as sink:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "reranker_operator", "--all-namespaces", env=env, stdout=sink, stderr=sink
+            )
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                try:
+                    yield Cluster(api, client, log)
+                finally:
+                    proc.terminate()
+                    await proc.wait()
+
+
+async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
+    await cluster.apply(
+        "minilm", {"model": {"name": "cross-encoder/ms-marco-MiniLM-L-6-v2"}, "replicas": {"min": 1, "max": 3}}
+    )
+    children = await cluster.eventually(lambda: (c := cluster.children("minilm"))[DEPLOYMENTS] and c[HPAS] and c)
+    assert children[PDBS] is None  # one replica: no PDB
+    for child in filter(None, children.values()):
+        validate_builtin({k: v for k, v in child.items() if k != "status"})
+    status = await cluster.eventually(lambda: (cluster.reranker("minilm") or {}).get("status", {}).get("url"))
+    assert status == "http://minilm.search.svc:8000"
+    ready = cluster.condition("minilm", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForReplicas")
+
+    # the Deployment reports ready pods (a kubelet would): Ready turns True
+    cluster.api.objects["apps/v1/deployments", "search", "minilm"].patch(
+        {"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}}
+    )
+    await cluster.eventually(lambda: cluster.condition("minilm", "Ready").get("status") == "True")
+
+    # spec change: children change
+    await cluster.apply("minilm", {"model": {"name": "BAAI/bge-reranker-base"}, "replicas": {"min": 2, "max": 5},
+                                   "server": {"batchSize": 8}})  # fmt: skip
+
+    def updated() -> bool:
+        c = cluster.children("minilm")
+        env = {e["name"]: e.get("value") for e in c[DEPLOYMENTS]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        return bool(env["MODEL_NAME"] == "BAAI/bge-reranker-base" and env["BATCH_SIZE"] == "8"
+                    and c[HPAS]["spec"]["maxReplicas"] == 5 and c[PDBS] is not None)  # fmt: skip
+
+    await cluster.eventually(updated)
+    assert cluster.reranker("minilm")["metadata"]["generation"] == 2
+    await cluster.eventually(lambda: cluster.reranker("minilm")["status"]["observedGeneration"] == 2)
+
+    # a child deleted by hand is put back; a hand edit is reverted
+    for kind, path in ((DEPLOYMENTS, "/apis/apps/v1"), (SERVICES, "/api/v1")):
+        old_uid = cluster.children("minilm")[kind]["metadata"]["uid"]
+        response = await cluster.client.delete(f"{path}/namespaces/search/{kind.split('/')[-1]}/minilm")
+        assert response.status_code == 200
+        await cluster.eventually(
+            lambda k=kind, u=old_uid: (c := cluster.children("minilm")[k]) and c["metadata"]["uid"] != u
+        )
+    await cluster.client.patch(
+        "/apis/autoscaling/v2/namespaces/search/horizontalpodautoscalers/minilm",
+        json={"spec": {"maxReplicas": 99}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    await cluster.eventually(lambda: cluster.children("minilm")[HPAS]["spec"]["maxReplicas"] == 5)
+
+    # deleting the Reranker leaves nothing behind
+    response = await cluster.client.delete(f"{RERANKERS}/minilm")
+    assert response.status_code == 200
+    await cluster.eventually(lambda: cluster.reranker("minilm") is None)
+    await cluster.eventually(lambda: not any(cluster.children("minilm").values()))
+
+
+async def test_bad_spec_gets_a_condition_and_an_event_not_a_crash(cluster: Cluster) -> None:
+    await cluster.apply("broken", {"model": {"name": "m"}, "replicas": {"min": 4, "max": 2}})
+    degraded = await cluster.eventually(lambda: (c := cluster.condition("broken", "Degraded")) and c)
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert "replicas.min (4) must not exceed replicas.max (2)" in degraded["message"]
+    assert cluster.condition("broken", "Ready")["status"] == "False"
+    assert cluster.children("broken")[DEPLOYMENTS] is None
+    events = await cluster.eventually(
+        lambda: [e for e in cluster.api.live("v1/events", "search").values() if e["involvedObject"]["name"] == "broken"]
+    )
+    assert events[0]["reason"] == "InvalidSpec" and events[0]["type"] == "Warning"
+    await asyncio.sleep(2.5)  # two drift checks later: still one event, operator still alive
+    assert (
+        len([e for e in cluster.api.live("v1/events", "search").values() if e["involvedObject"]["name"] == "broken"])
+        == 1
+    )
+
+    # fixing the spec recovers
+    await cluster.apply("broken", {"model": {"name": "m"}, "replicas": {"min": 1, "max": 2}})
+    await cluster.eventually(lambda: cluster.children("broken")[DEPLOYMENTS] is not None)
+    await cluster.eventually(lambda: cluster.condition("broken", "Degraded").get("status") == "False")
