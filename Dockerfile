@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # Targets:
-#   server    reranker-server (CPU torch by default; --build-arg TORCH_VARIANT=cuda for CUDA)
-# Build:  docker build --target server -t reranker-server .
+#   server    reranker-server with torch (CPU build by default; TORCH_VARIANT=cuda for CUDA)
+#   operator  reranker-operator (kopf), no torch
+# Build:
+#   docker build --target server   -t reranker-server .
+#   docker build --target operator -t reranker-operator .
+#   docker build --target server --build-arg BAKE_MODEL=BAAI/bge-reranker-base -t reranker-server:bge .
 ARG PYTHON_BASE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_BASE} AS base
@@ -10,26 +14,46 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN groupadd --gid 10001 reranker \
- && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/reranker reranker
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin reranker
 WORKDIR /app
 
 FROM base AS server
-# TORCH_INDEX_URL: a wheel index with CPU-only torch builds keeps the image small; empty uses
-# the default index (CUDA builds on Linux x86_64).
+# TORCH_VARIANT=cpu installs from TORCH_INDEX_URL when one is given (a CPU-only wheel index keeps
+# the image small); cuda installs the default index's build, which bundles CUDA.
+ARG TORCH_VARIANT=cpu
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX_URL=""
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"; \
-    else pip install "$TORCH_SPEC"; fi
+RUN if [ "$TORCH_VARIANT" = "cpu" ] && [ -n "$TORCH_INDEX_URL" ]; then \
+      pip install --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"; \
+    else \
+      pip install "$TORCH_SPEC"; \
+    fi
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY operator ./operator
-RUN pip install ".[server]"
+RUN pip install ".[server]" && rm -rf /app/server /app/operator /app/build
 ENV HF_HOME=/models/hf \
-    HF_HUB_OFFLINE=1 \
     HOST=0.0.0.0 \
     PORT=8000
-RUN mkdir -p /models/hf && chown -R 10001:10001 /models
-VOLUME ["/models"]
+# BAKE_MODEL: a Hugging Face id fetched at build time into the image's cache, for clusters with
+# no route to the hub; MODEL_NAME then defaults to it and the hub is never contacted at run time.
+ARG BAKE_MODEL=""
+RUN mkdir -p /models/hf \
+ && if [ -n "$BAKE_MODEL" ]; then \
+      python -c "import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1])" "$BAKE_MODEL"; \
+    fi \
+ && chown -R 10001:10001 /models
+ENV MODEL_NAME=${BAKE_MODEL} \
+    HF_HUB_OFFLINE=${BAKE_MODEL:+1}
 USER 10001:10001
 EXPOSE 8000
 ENTRYPOINT ["reranker-server"]
+
+FROM base AS operator
+COPY pyproject.toml README.md ./
+COPY server ./server
+COPY operator ./operator
+RUN pip install ".[operator]" && rm -rf /app/server /app/operator /app/build
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["reranker-operator"]

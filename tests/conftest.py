@@ -18,6 +18,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
+# helm and kubectl from scripts/install-tools.sh
+_TOOLS = REPO / ".cache" / "tools" / "bin"
+if _TOOLS.is_dir():
+    os.environ["PATH"] = f"{_TOOLS}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
