@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 import kopf
 
+from . import external
+from .endpoints import Thresholds
 from .kube import Kube
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import reconcile
@@ -25,12 +28,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # A Reranker deleted while its drift check or probe runs waits for that run to end: check
+    # back in seconds, not kopf's default minute, so deletions aren't held up.
+    settings.background.instant_exit_timeout = 1.0
+    settings.background.cancellation_polling = 2.0
     memo.kube = Kube.from_environment(SETTINGS.field_manager)
+    memo.http = httpx.AsyncClient()  # probes external endpoints' /health
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
+    await memo.http.aclose()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -62,3 +71,29 @@ async def deployment_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) ->
                 and not owner_meta.get("deletionTimestamp")
             ):
                 await reconcile(memo.kube, SETTINGS, owner)
+
+
+@kopf.timer(GROUP, VERSION, "rerankerendpoints", interval=SETTINGS.probe_interval, sharp=True)
+async def probe_endpoint(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Probe an external endpoint's /health; when that changes its place in rotation, refresh
+    its Reranker's EndpointSlices at once (a steady endpoint costs one status patch a probe)."""
+    thresholds = Thresholds(SETTINGS.failures_to_drop, SETTINGS.successes_to_rejoin)
+    before = external.rotation(dict(body))
+    state = await external.probe_endpoint(memo.kube, memo.http, dict(body), thresholds, SETTINGS.probe_timeout)
+    if (state.listed, state.ready) != before:
+        await _sync_owner_slices(memo.kube, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "rerankerendpoints")
+async def endpoint_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Registered, changed or withdrawn: the slices follow at once, not at the next probe."""
+    if event.get("type") in ("ADDED", "DELETED"):
+        await _sync_owner_slices(memo.kube, dict(event.get("object") or {}))
+
+
+async def _sync_owner_slices(kube: Kube, endpoint: dict[str, Any]) -> None:
+    namespace = endpoint.get("metadata", {}).get("namespace")
+    name = (endpoint.get("spec") or {}).get("rerankerRef", {}).get("name")
+    reranker = await kube.get("Reranker", namespace, name) if name else None
+    if reranker is not None and not reranker["metadata"].get("deletionTimestamp"):
+        await external.sync_slices(kube, reranker)

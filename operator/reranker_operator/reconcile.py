@@ -10,7 +10,7 @@ import datetime
 import logging
 from typing import Any
 
-from . import conditions, profiles, resources
+from . import conditions, external, profiles, resources
 from .kube import Kube, KubeError
 from .settings import OperatorSettings
 
@@ -104,6 +104,9 @@ async def reconcile(kube: Kube, settings: OperatorSettings, body: dict[str, Any]
             raise
         logger.info("%s/%s was deleted while reconciling", namespace, name)
         return computed
+
+    if spec is not None and not problems and apply_error is None:
+        await external.sync_slices(kube, body)  # external endpoints join the (re)created Service
 
     degraded = next(c for c in computed if c.type == "Degraded")
     was: dict[str, Any] = next((c for c in previous if c.get("type") == "Degraded"), {})

@@ -18,6 +18,10 @@ from .settings import Settings
 logger = logging.getLogger("reranker_server")
 
 
+def _parse_bool(value: str) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
 def _flag_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     """argparse type and choices for a settings field's annotation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -27,7 +31,7 @@ def _flag_type(annotation: Any) -> tuple[Any, list[Any] | None]:
         choices = list(typing.get_args(annotation))
         return type(choices[0]), choices
     if annotation is bool:
-        return lambda v: str(v).lower() in ("1", "true", "yes", "on"), None
+        return _parse_bool, None
     return annotation, None
 
 
@@ -37,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a reranker over HTTP (Cohere/Jina /v1/rerank and /v2/rerank, TEI /rerank). "
         "Each flag overrides the environment variable named in its help.",
     )
-    for name, field in Settings.model_fields.items():
+    for field_name, field in Settings.model_fields.items():
+        name = field.alias or field_name  # the flag, the variable and the keyword Settings takes
         flag_type, choices = _flag_type(field.annotation)
+        # a bare boolean flag means true: `--register`; `--register false` still works
+        bare = {"nargs": "?", "const": True} if flag_type is _parse_bool else {}
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
@@ -46,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=choices,
             default=argparse.SUPPRESS,
             help=f"{field.description} [env {name.upper()}; default {field.default!r}]",
+            **bare,  # type: ignore[arg-type]
         )
     return parser
 

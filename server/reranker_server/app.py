@@ -84,6 +84,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+async def _register(settings: Settings) -> Any:
+    from .registration import Registrar, kube_client
+
+    registrar = Registrar(settings, kube_client(), capacity=settings.max_parallel_requests)
+    await registrar.start()
+    return registrar
+
+
 def create_app(settings: Settings | None = None, model: LoadedModel | None = None) -> FastAPI:
     """Build the app. ``model`` lets tests share one loaded model across apps."""
     settings = settings or Settings()
@@ -92,9 +100,13 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: Runtime = app.state.runtime
         runtime.start_loading(model)
+        registrar = await _register(settings) if settings.register_endpoint else None
         try:
             yield
         finally:
+            if registrar is not None:
+                await registrar.stop()
+                await registrar.client.aclose()
             await runtime.close()
 
     app = FastAPI(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DevicePreference = Literal["auto", "cuda", "mps", "cpu", "mlx"]
@@ -18,7 +18,7 @@ UseMlx = Literal["auto", "true", "false"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True)
 
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
@@ -62,7 +62,26 @@ class Settings(BaseSettings):
     enable_distributed: bool = Field(False, description="Share the score cache through Redis.")
     redis_url: str | None = Field(None, description="Redis URL for ENABLE_DISTRIBUTED.")
 
+    register_endpoint: bool = Field(
+        False, alias="register", description="Join a Reranker's fleet as an external endpoint (Mac minis)."
+    )
+    reranker: str | None = Field(None, description="With --register: the Reranker to join.")
+    namespace: str = Field("default", description="With --register: the Reranker's namespace.")
+    advertise_address: str | None = Field(
+        None, description="With --register: HOST:PORT the cluster reaches this server at."
+    )
+    endpoint_name: str | None = Field(
+        None, description="With --register: the RerankerEndpoint's name (default: <reranker>-<hostname>)."
+    )
+    lease_seconds: int = Field(30, ge=5, description="With --register: heartbeat Lease duration; renewed every third.")
+
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; default: the container's CPU quota."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _registration_complete(self) -> Settings:
+        if self.register_endpoint and not (self.reranker and self.advertise_address):
+            raise ValueError("--register needs --reranker and --advertise-address HOST:PORT")
+        return self

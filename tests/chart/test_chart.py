@@ -112,9 +112,27 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
 
 
 @pytest.mark.helm
+def test_registrar_role_grants_exactly_what_registration_uses() -> None:
+    from reranker_server.registration import REQUIRED_PERMISSIONS
+
+    docs = render("--set", "registrar.namespaces={search,ranking}")
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ranking", "search"]
+    for role in roles:
+        granted = {
+            (g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+        }
+        assert granted == REQUIRED_PERMISSIONS
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert {b["subjects"][0]["name"] for b in bindings} == {"rel-reranker-registrar"}
+
+
+@pytest.mark.helm
 def test_rbac_can_be_left_to_the_user() -> None:
     kinds = {d["kind"] for d in render("--set", "rbac.create=false", "--set", "serviceAccount.create=false")}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    kinds = {d["kind"] for d in render("--set", "serviceAccount.create=false", "--set", "registrar.enabled=false")}
+    assert "ServiceAccount" not in kinds
 
 
 def test_notes_tell_what_to_apply_next() -> None:

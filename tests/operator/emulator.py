@@ -4,7 +4,9 @@ kmock stores objects and streams watch events, merging patches as plain dicts. O
 - server-side apply (``application/apply-patch+yaml``) creates a missing object;
 - new objects get a uid, creationTimestamp, resourceVersion, generation and the URL's namespace
   (and generateName works);
-- a spec change bumps ``metadata.generation``; status patches don't;
+- a spec change bumps ``metadata.generation``; status patches don't; a no-op patch changes
+  nothing and sends no watch event;
+- list honours an equality-based labelSelector;
 - deleting an owner deletes what names it in ``ownerReferences``, and an object created for an
   owner that is already gone is deleted too (the garbage collector's job).
 """
@@ -87,9 +89,11 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                     await self._buses[request.resource].put({"type": "ADDED", "object": raw})
                 elif exists:
                     current = self._objects[key].raw
+                    merged = patch_dict(copy.deepcopy(current), request.data)
+                    if merged == current:  # a no-op patch: no new version, no watch event
+                        return aiohttp.web.json_response(current)
                     meta = request.data.setdefault("metadata", {})
                     meta["resourceVersion"] = str(next(self._versions))
-                    merged = patch_dict(copy.deepcopy(current), request.data)
                     spec_changed = merged.get("spec") != current.get("spec")
                     if request.subresource is None and spec_changed:
                         meta["generation"] = int(current.get("metadata", {}).get("generation", 1)) + 1
@@ -110,6 +114,20 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if uid_before and self._objects[key].deleted:
             await self._collect_garbage(uid_before)
         return response
+
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
+        """kmock's list, narrowed by an equality-based labelSelector (k=v,k2=v2) as the API does."""
+        payload: dict[str, Any] = await super()._serve_list(request)
+        selector = dict(
+            part.split("=", 1) for part in (request.params.get("labelSelector") or "").split(",") if "=" in part
+        )
+        if selector:
+            payload["items"] = [
+                item
+                for item in payload["items"]
+                if selector.items() <= (item.get("metadata", {}).get("labels") or {}).items()
+            ]
+        return payload
 
     async def _failed_json_patch_test(self, request: kmock.Request) -> dict[str, Any] | None:
         """A JSON patch whose ``test`` op fails is refused with 422, as the API server does

@@ -32,6 +32,15 @@ def test_flags_mirror_every_variable_and_win(monkeypatch: pytest.MonkeyPatch) ->
     assert (settings.batch_size, settings.dtype, settings.enable_distributed) == (4, "float32", False)
 
 
+def test_registration_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--register", "--reranker", "minilm", "--namespace", "search", "--advertise-address", "10.0.0.5:8000"]
+    settings = Settings(**vars(build_parser().parse_args(args)))
+    assert settings.register_endpoint and settings.reranker == "minilm" and settings.namespace == "search"
+    monkeypatch.setenv("REGISTER", "true")
+    with pytest.raises(ValueError, match="--register needs --reranker"):
+        Settings()
+
+
 def test_bad_values_are_refused() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--dtype", "float8"])

@@ -1,0 +1,156 @@
+"""Self-registration: this server joins a Reranker's fleet as a RerankerEndpoint.
+
+On start it applies its RerankerEndpoint and a ``coordination.k8s.io`` Lease (the heartbeat the
+operator checks), renews the Lease every third of its duration, and on shutdown withdraws both.
+Credentials come from the usual places: in-cluster service account, else KUBECONFIG/~/.kube.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import re
+import socket
+import ssl
+from typing import Any
+
+import httpx
+
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+FIELD_MANAGER = "reranker-server"
+ENDPOINTS = "/apis/reranker.dev/v1alpha1/namespaces/{ns}/rerankerendpoints"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+# What a registrar needs (the chart's registrar Role is tested against this):
+# server-side apply that may create (create, patch), and withdrawal (delete).
+REQUIRED_PERMISSIONS = {
+    ("reranker.dev", "rerankerendpoints"): {"create", "patch", "delete"},
+    ("coordination.k8s.io", "leases"): {"create", "patch", "delete"},
+}
+
+
+def split_address(advertise: str) -> tuple[str, int]:
+    """'10.0.0.5:8000', 'mac-mini-1.lan:8000' or '[fd00::5]:8000' -> (host, port)."""
+    match = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<port>\d+)|(?P<host>[^:\[\]]+):(?P<port2>\d+)", advertise)
+    if not match:
+        raise ValueError(f"ADVERTISE_ADDRESS must be HOST:PORT, got {advertise!r}")
+    host = match.group("v6") or match.group("host")
+    return host, int(match.group("port") or match.group("port2"))
+
+
+def default_endpoint_name(reranker: str) -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-") or "server"
+    return f"{reranker}-{host}"[:63].rstrip("-")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def kube_client(timeout: float = 10.0) -> httpx.AsyncClient:
+    """An HTTP client for the API server with the credentials kubernetes' loaders find."""
+    from kubernetes import config as kube_config
+    from kubernetes.client import Configuration
+
+    configuration = Configuration()
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    headers = {}
+    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix(
+        "BearerToken"
+    )
+    if token:
+        headers["Authorization"] = token
+    verify: ssl.SSLContext | bool = configuration.verify_ssl
+    if configuration.verify_ssl and configuration.host.startswith("https"):
+        verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            verify.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return httpx.AsyncClient(base_url=configuration.host, headers=headers, verify=verify, timeout=timeout)
+
+
+class Registrar:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient, capacity: int) -> None:
+        assert settings.reranker and settings.advertise_address
+        self.settings = settings
+        self.client = client
+        self.namespace = settings.namespace
+        self.name = settings.endpoint_name or default_endpoint_name(settings.reranker)
+        self.address, self.port = split_address(settings.advertise_address)
+        self.capacity = capacity
+        self._renewer: asyncio.Task[None] | None = None
+
+    def endpoint(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "reranker.dev/v1alpha1",
+            "kind": "RerankerEndpoint",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "rerankerRef": {"name": self.settings.reranker},
+                "address": self.address,
+                "port": self.port,
+                "scheme": "http",
+                "hardwareClass": "apple-silicon",
+                "capacity": self.capacity,
+                "leaseName": self.name,
+            },
+        }
+
+    def lease(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": f"{socket.gethostname()}/{self.address}:{self.port}",
+                "leaseDurationSeconds": self.settings.lease_seconds,
+                "renewTime": _now(),
+            },
+        }
+
+    async def _apply(self, collection: str, manifest: dict[str, Any]) -> None:
+        response = await self.client.patch(
+            f"{collection.format(ns=self.namespace)}/{self.name}",
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            content=json.dumps(manifest).encode(),
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"registering {manifest['kind']} {self.name}: HTTP {response.status_code} {response.text}"
+            )
+
+    async def start(self) -> None:
+        await self._apply(LEASES, self.lease())
+        await self._apply(ENDPOINTS, self.endpoint())
+        self._renewer = asyncio.get_running_loop().create_task(self._renew(), name="lease-renewer")
+        logger.info("registered %s/%s at %s:%d for Reranker %s", self.namespace, self.name, self.address,
+                    self.port, self.settings.reranker)  # fmt: skip
+
+    async def _renew(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._apply(LEASES, self.lease())
+            except (httpx.HTTPError, RuntimeError) as exc:  # keep trying: the Lease has slack
+                logger.warning("lease renewal failed: %s", exc)
+
+    async def stop(self) -> None:
+        """Withdraw: the endpoint leaves the fleet now, not when its Lease runs out."""
+        if self._renewer:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        for collection in (ENDPOINTS, LEASES):
+            try:
+                await self.client.delete(f"{collection.format(ns=self.namespace)}/{self.name}")
+            except httpx.HTTPError as exc:
+                logger.warning("withdrawing %s failed: %s", self.name, exc)
+        logger.info("withdrew %s/%s", self.namespace, self.name)
