@@ -74,6 +74,27 @@ class EnvVar(_CamelModel):
     value_from: dict[str, Any] | None = None
 
 
+class SecretKeyRef(_CamelModel):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class RedisCache(_CamelModel):
+    url: str | None = None
+    url_secret_ref: SecretKeyRef | None = None
+    ttl_seconds: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisCache:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("cache.redis needs exactly one of url and urlSecretRef")
+        return self
+
+
+class CacheSpec(_CamelModel):
+    redis: RedisCache | None = None
+
+
 class RerankerSpec(_CamelModel):
     model: ModelRef
     hardware_class: HardwareClass = "cpu"
@@ -87,4 +108,4 @@ class RerankerSpec(_CamelModel):
     affinity: dict[str, Any] | None = None
     env: list[EnvVar] = []
     service: ServiceSpec = ServiceSpec()
-    cache: dict[str, Any] | None = None  # spec.cache.redis: wired by the distributed-cache issue
+    cache: CacheSpec | None = None

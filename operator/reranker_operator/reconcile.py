@@ -75,7 +75,8 @@ async def reconcile(kube: Kube, settings: OperatorSettings, body: dict[str, Any]
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
         profile = profiles.resolve(spec)
-        desired = resources.children(owner, spec, profile, spec.image or settings.reranker_image or "")
+        image = spec.image or settings.reranker_image or ""
+        desired = resources.children(owner, spec, profile, image, settings.default_redis_url)
         try:
             deployment = await _apply_children(kube, owner, desired)
         except KubeError as exc:

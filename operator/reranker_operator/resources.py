@@ -16,8 +16,9 @@ CONTAINER_PORT = 8000
 MODEL_CACHE_DIR = "/models"
 # Variables the operator sets from spec fields; spec.env may not override them.
 RESERVED_ENV = frozenset(
-    {"HOST", "PORT", "MODEL_NAME", "MODEL_REVISION", "SHUTDOWN_DELAY", "SHUTDOWN_GRACE", "HF_HOME"}
-)
+    {"HOST", "PORT", "MODEL_NAME", "MODEL_REVISION", "SHUTDOWN_DELAY", "SHUTDOWN_GRACE", "HF_HOME",
+     "ENABLE_DISTRIBUTED", "REDIS_URL"}
+)  # fmt: skip
 Manifest = dict[str, Any]
 
 
@@ -70,8 +71,26 @@ def _probe(path: str, timing: ProbeTiming) -> dict[str, Any]:
     }
 
 
-def server_env(spec: RerankerSpec, profile: HardwareProfile) -> list[dict[str, Any]]:
-    """Environment of the server container: profile tuning, then the user's extra variables."""
+def cache_env(spec: RerankerSpec, default_redis_url: str | None) -> list[dict[str, Any]]:
+    """Distributed mode: the Reranker's own Redis, else the operator's default, else none."""
+    redis = spec.cache.redis if spec.cache else None
+    if redis is None and not default_redis_url:
+        return []
+    env: list[dict[str, Any]] = [{"name": "ENABLE_DISTRIBUTED", "value": "true"}]
+    if redis is not None and redis.url_secret_ref is not None:
+        ref = redis.url_secret_ref
+        env.append({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    else:
+        env.append({"name": "REDIS_URL", "value": (redis.url if redis else None) or default_redis_url})
+    if redis is not None and redis.ttl_seconds:
+        env.append({"name": "REDIS_TTL_SECONDS", "value": str(redis.ttl_seconds)})
+    return env
+
+
+def server_env(
+    spec: RerankerSpec, profile: HardwareProfile, default_redis_url: str | None = None
+) -> list[dict[str, Any]]:
+    """Environment of the server container: profile tuning, the shared cache, then the user's extra variables."""
     threads = str(profile.cpu_threads)
     managed = {
         "HOST": "0.0.0.0",
@@ -100,6 +119,7 @@ def server_env(spec: RerankerSpec, profile: HardwareProfile) -> list[dict[str, A
         if name in user and name not in RESERVED_ENV:
             continue  # the user's value replaces the profile's
         env.append({"name": name, "value": value})
+    env += cache_env(spec, default_redis_url)
     for var in spec.env:
         if var.name in RESERVED_ENV:
             continue  # refused by validation; never silently applied
@@ -112,7 +132,9 @@ def server_env(spec: RerankerSpec, profile: HardwareProfile) -> list[dict[str, A
     return env
 
 
-def deployment(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str) -> Manifest:
+def deployment(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, default_redis_url: str | None = None
+) -> Manifest:
     resources: dict[str, Any] = {}
     if profile.requests:
         resources["requests"] = profile.requests
@@ -134,7 +156,7 @@ def deployment(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-                "env": server_env(spec, profile),
+                "env": server_env(spec, profile, default_redis_url),
                 "resources": resources,
                 "startupProbe": _probe("/ready", profile.startup),
                 "readinessProbe": _probe("/ready", profile.readiness),
@@ -250,10 +272,12 @@ def service_url(owner: Owner, spec: RerankerSpec) -> str:
     return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
 
 
-def children(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str) -> dict[str, Manifest | None]:
+def children(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, default_redis_url: str | None = None
+) -> dict[str, Manifest | None]:
     """Every child by kind; None means it must not exist (and is deleted if it does)."""
     return {
-        "Deployment": deployment(owner, spec, profile, image),
+        "Deployment": deployment(owner, spec, profile, image, default_redis_url),
         "Service": service(owner, spec, profile),
         "HorizontalPodAutoscaler": hpa(owner, spec, profile),
         "PodDisruptionBudget": pdb(owner, spec, profile),

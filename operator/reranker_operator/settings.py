@@ -13,6 +13,9 @@ class OperatorSettings(BaseSettings):
     watch_namespace: str | None = Field(None, description="Watch only this namespace; unset: all namespaces.")
     field_manager: str = Field("reranker-operator", description="Server-side apply field manager.")
     drift_interval: float = Field(60.0, gt=0, description="Seconds between drift checks of each Reranker.")
+    default_redis_url: str | None = Field(
+        None, description="Shared score cache for Rerankers without spec.cache.redis (distributed mode)."
+    )
     probe_interval: float = Field(10.0, gt=0, description="Seconds between /health probes of each external endpoint.")
     probe_timeout: float = Field(2.0, gt=0, description="Seconds a probe may take.")
     failures_to_drop: int = Field(2, ge=1, description="Failed probes in a row that take an endpoint out.")

@@ -38,4 +38,10 @@ MODEL_INFO = Gauge(
     "The served model (value 1).",
     ["model", "revision", "kind", "backend", "device", "dtype"],
 )
+REDIS_UP = Gauge("reranker_redis_up", "1 while the shared Redis cache answers (distributed mode).")
+REDIS_ERRORS = Counter("reranker_redis_errors", "Failed Redis operations; scoring went on locally.", ["operation"])
+REDIS_MISSES = Counter("reranker_redis_misses", "Pairs looked up in Redis and not found.")
+REDIS_SHARED_COMPUTATIONS = Counter(
+    "reranker_redis_shared_computations", "Pairs another replica was computing whose score this one took from Redis."
+)
 READY = Gauge("reranker_ready", "1 when the model is loaded and the server admits requests.")

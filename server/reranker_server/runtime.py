@@ -11,6 +11,7 @@ from . import metrics
 from .admission import Admission
 from .batcher import Batcher
 from .cache import ScoreCache
+from .distributed import NoSharedCache, RedisSharedCache, SharedCache
 from .errors import ApiError
 from .model import LoadedModel, load_model
 from .serving import RerankService
@@ -21,6 +22,21 @@ logger = logging.getLogger(__name__)
 Phase = Literal["loading", "ready", "failed", "draining"]
 
 
+def shared_cache(settings: Settings) -> SharedCache:
+    if not settings.enable_distributed or not settings.redis_url:
+        return NoSharedCache()
+    # scores are shared per model and revision; the scope inside each key adds max length and kind
+    namespace = f"{settings.model_name or 'embedded'}@{settings.model_revision or 'main'}"
+    return RedisSharedCache(
+        settings.redis_url,
+        namespace=namespace,
+        ttl_seconds=settings.redis_ttl_seconds,
+        timeout=settings.redis_timeout,
+        retry_seconds=settings.redis_retry_seconds,
+        inflight_seconds=min(settings.worker_timeout, 30.0),
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -28,6 +44,7 @@ class Runtime:
     cache: ScoreCache
     phase: Phase = "loading"
     error: str | None = None
+    shared: SharedCache = field(default_factory=NoSharedCache)
     model: LoadedModel | None = None
     service: RerankService | None = None
     batcher: Batcher | None = None
@@ -39,6 +56,7 @@ class Runtime:
             settings=settings,
             admission=Admission(settings.max_parallel_requests, settings.max_queue_size),
             cache=ScoreCache(settings.cache_size),
+            shared=shared_cache(settings),
         )
 
     def start_loading(self, model: LoadedModel | None = None) -> None:
@@ -58,7 +76,7 @@ class Runtime:
             model.backend, model.encoder.pad_id, self.settings.batch_size, self.settings.max_batch_tokens
         )
         self.batcher.start()
-        self.service = RerankService(self.settings, model, self.batcher, self.cache)
+        self.service = RerankService(self.settings, model, self.batcher, self.cache, self.shared)
         backend, ckpt = model.backend, model.checkpoint
         metrics.MODEL_INFO.labels(
             model=ckpt.model_id,
@@ -91,3 +109,4 @@ class Runtime:
             self._loader.cancel()
         if self.batcher:
             await self.batcher.stop()
+        await self.shared.close()

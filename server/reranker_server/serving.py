@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from . import metrics, scoring
 from .batcher import Batcher
 from .cache import CachedScore, ScoreCache, score_key
+from .distributed import NoSharedCache, SharedCache
 from .encoding import InputTooLong, TruncationSide
 from .errors import ApiError
 from .model import LoadedModel
@@ -35,11 +37,19 @@ class ScoreResult:
 
 
 class RerankService:
-    def __init__(self, settings: Settings, model: LoadedModel, batcher: Batcher, cache: ScoreCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: LoadedModel,
+        batcher: Batcher,
+        cache: ScoreCache,
+        shared: SharedCache | None = None,
+    ) -> None:
         self.settings = settings
         self.model = model
         self.batcher = batcher
         self.cache = cache
+        self.shared: SharedCache = shared or NoSharedCache()
         ckpt = model.checkpoint
         self._scope = f"{ckpt.model_id}|{ckpt.revision}|{ckpt.max_length}|{ckpt.kind}"
 
@@ -70,21 +80,86 @@ class RerankService:
         if not documents:
             return ScoreResult([], 0)
         keys = [score_key(self._scope, options.variant(), query, doc) for doc in documents]
-        cached = self.cache.get_many(keys)
-        missing = [i for i, hit in enumerate(cached) if hit is None]
-        computed: dict[int, CachedScore] = {}
+        found: dict[int, CachedScore] = {i: hit for i, hit in enumerate(self.cache.get_many(keys)) if hit is not None}
+        missing = [i for i in range(len(documents)) if i not in found]
+        if missing:  # the fleet's cache, one round trip
+            shared = await self.shared.get_many([keys[i] for i in missing])
+            from_fleet = {i: hit for i, hit in zip(missing, shared, strict=True) if hit is not None}
+            self.cache.put_many([(keys[i], hit) for i, hit in from_fleet.items()])
+            found |= from_fleet
+            missing = [i for i in missing if i not in from_fleet]
         if missing:
-            try:
-                raw, tokens = await self._compute(query, [documents[i] for i in missing], options)
-            except InputTooLong as exc:
-                field = "query" if exc.index is None else f"{documents_field}[{missing[exc.index]}]"
-                raise ApiError(413, str(exc), field=field) from exc
-            computed = {i: CachedScore(float(r), t) for i, r, t in zip(missing, raw, tokens, strict=True)}
-            self.cache.put_many([(keys[i], value) for i, value in computed.items()])
-        entries = [hit if hit is not None else computed[i] for i, hit in enumerate(cached)]
+            found |= await self._compute_missing(query, documents, keys, missing, options, documents_field)
+        entries = [found[i] for i in range(len(documents))]
         raw_all = np.array([e.raw for e in entries], dtype=np.float64)
         final = scoring.finalize(self.model.checkpoint.kind, raw_all, options.raw_scores)
         return ScoreResult([float(s) for s in final], sum(e.tokens for e in entries))
+
+    async def _compute_missing(
+        self,
+        query: str,
+        documents: list[str],
+        keys: list[bytes],
+        missing: list[int],
+        options: ScoreOptions,
+        documents_field: str,
+    ) -> dict[int, CachedScore]:
+        """Compute what no cache had. Pairs another replica is already computing are computed
+        here too, but dropped as soon as its scores land in the shared cache."""
+        claims = await self.shared.claim([keys[i] for i in missing])
+        mine = [i for i, claimed in zip(missing, claims, strict=True) if claimed]
+        theirs = [i for i, claimed in zip(missing, claims, strict=True) if not claimed]
+        ours, (raced_here, from_fleet) = await asyncio.gather(
+            self._compute_indices(query, documents, mine, options, documents_field),
+            self._race_fleet(query, documents, keys, theirs, options, documents_field),
+        )
+        computed_here = ours | raced_here
+        everything = computed_here | from_fleet
+        self.cache.put_many([(keys[i], value) for i, value in everything.items()])
+        await self.shared.put_many([(keys[i], v) for i, v in computed_here.items()], [keys[i] for i in mine])
+        return everything
+
+    async def _race_fleet(
+        self,
+        query: str,
+        documents: list[str],
+        keys: list[bytes],
+        indices: list[int],
+        options: ScoreOptions,
+        documents_field: str,
+    ) -> tuple[dict[int, CachedScore], dict[int, CachedScore]]:
+        """(computed here, taken from the fleet): whichever finishes first wins, the other is cancelled."""
+        if not indices:
+            return {}, {}
+        local = asyncio.ensure_future(self._compute_indices(query, documents, indices, options, documents_field))
+        fleet = asyncio.ensure_future(self.shared.wait_for([keys[i] for i in indices]))
+        try:
+            done, _ = await asyncio.wait({local, fleet}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the request itself gave up
+            local.cancel()
+            fleet.cancel()
+            raise
+        if fleet in done and fleet.exception() is None:
+            local.cancel()  # its queued pairs are dropped by the batcher
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await local
+            return {}, dict(zip(indices, fleet.result(), strict=True))
+        fleet.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fleet
+        return await local, {}
+
+    async def _compute_indices(
+        self, query: str, documents: list[str], indices: list[int], options: ScoreOptions, documents_field: str
+    ) -> dict[int, CachedScore]:
+        if not indices:
+            return {}
+        try:
+            raw, tokens = await self._compute(query, [documents[i] for i in indices], options)
+        except InputTooLong as exc:
+            field = "query" if exc.index is None else f"{documents_field}[{indices[exc.index]}]"
+            raise ApiError(413, str(exc), field=field) from exc
+        return {i: CachedScore(float(r), t) for i, r, t in zip(indices, raw, tokens, strict=True)}
 
     async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, list[int]]:
         encoder = self.model.encoder

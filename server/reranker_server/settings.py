@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     cache_size: int = Field(100_000, ge=0, description="Scores kept in the in-process LRU (0 = off).")
     enable_distributed: bool = Field(False, description="Share the score cache through Redis.")
     redis_url: str | None = Field(None, description="Redis URL for ENABLE_DISTRIBUTED.")
+    redis_ttl_seconds: int = Field(86_400, ge=1, description="How long shared scores live in Redis.")
+    redis_timeout: float = Field(0.1, gt=0, description="Seconds a Redis call may take before scoring goes on locally.")
+    redis_retry_seconds: float = Field(2.0, gt=0, description="After a Redis error, local-only for this long.")
 
     register_endpoint: bool = Field(
         False, alias="register", description="Join a Reranker's fleet as an external endpoint (Mac minis)."
@@ -82,6 +85,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _registration_complete(self) -> Settings:
+        if self.enable_distributed and not self.redis_url:
+            raise ValueError("ENABLE_DISTRIBUTED needs REDIS_URL")
         if self.register_endpoint and not (self.reranker and self.advertise_address):
             raise ValueError("--register needs --reranker and --advertise-address HOST:PORT")
         return self

@@ -24,6 +24,7 @@ NON_DEFAULT = [
     "--set", "server.image.repository=registry.example/reranker-server",
     "--set", "server.image.tag=1.2.3",
     "--set", "fullnameOverride=rr",
+    "--set", "cache.redisUrl=redis://redis.cache:6379/0",
 ]  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def test_non_default_values_land_where_they_should() -> None:
     assert "--namespace=search" in container["args"] and "--verbose" in container["args"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["RERANKER_IMAGE"] == "registry.example/reranker-server:1.2.3"
+    assert env["DEFAULT_REDIS_URL"] == "redis://redis.cache:6379/0"
     assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "custom-sa"
     assert docs["Reranker"]["spec"]["model"]["name"]
     assert docs["ServiceMonitor"]["metadata"]["labels"]["release"] == "prom"

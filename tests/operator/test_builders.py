@@ -132,6 +132,25 @@ def test_spec_overrides_the_profile() -> None:
     assert hpa_targets["Resource"]["averageUtilization"] == 50
 
 
+def test_redis_cache_wiring() -> None:
+    s = spec(cache={"redis": {"urlSecretRef": {"name": "redis", "key": "url"}, "ttlSeconds": 600}})
+    env = env_of(resources.children(OWNER, s, profiles.resolve(s), "img")["Deployment"])
+    assert env["ENABLE_DISTRIBUTED"] == "true"
+    assert env["REDIS_URL"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
+    assert env["REDIS_TTL_SECONDS"] == "600"
+    plain = spec(cache={"redis": {"url": "redis://r:6379/0"}})
+    assert env_of(resources.children(OWNER, plain, profiles.resolve(plain), "img")["Deployment"])["REDIS_URL"] == (
+        "redis://r:6379/0"
+    )
+    default = spec()
+    with_default = resources.children(OWNER, default, profiles.resolve(default), "img", "redis://fleet:6379/0")
+    assert env_of(with_default["Deployment"])["REDIS_URL"] == "redis://fleet:6379/0"
+    assert "ENABLE_DISTRIBUTED" not in env_of(build()["Deployment"])
+    _, problems = conditions.validate({"model": {"name": "m"}, "cache": {"redis": {}}}, "img")
+    assert problems and "exactly one of url and urlSecretRef" in problems[0]
+    validate_builtin(resources.children(OWNER, s, profiles.resolve(s), "img")["Deployment"])
+
+
 def test_pdb_only_from_two_replicas_and_no_hpa_when_disabled() -> None:
     assert build(replicas={"min": 1, "max": 3})["PodDisruptionBudget"] is None
     assert build(replicas={"min": 2, "max": 3})["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1

@@ -15,9 +15,13 @@ def test_environment_variables_configure_the_server(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("BATCH_SIZE", "8")
     monkeypatch.setenv("DEVICE_PREFERENCE", "cpu")
     monkeypatch.setenv("ENABLE_DISTRIBUTED", "true")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     settings = Settings()
     assert (settings.port, settings.batch_size, settings.device_preference) == (9001, 8, "cpu")
-    assert settings.enable_distributed is True
+    assert settings.enable_distributed is True and settings.redis_url == "redis://redis:6379/0"
+    monkeypatch.delenv("REDIS_URL")
+    with pytest.raises(ValueError, match="ENABLE_DISTRIBUTED needs REDIS_URL"):
+        Settings()
 
 
 def test_flags_mirror_every_variable_and_win(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,7 @@ async def health(request: Request) -> JSONResponse:
         "status": status,
         "model": model_summary(runtime),
         "requests": {"in_progress": runtime.admission.in_progress, "queued": runtime.admission.waiting},
+        "distributed": runtime.shared.describe(),
     }
     if runtime.error:
         body["error"] = runtime.error
