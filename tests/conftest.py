@@ -24,11 +24,6 @@ if _TOOLS.is_dir():
     os.environ["PATH"] = f"{_TOOLS}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--e2e", action="store_true", help="run the kind end-to-end suite (needs docker, kind, helm)")
-    parser.addoption("--run-image", action="store_true", help="build and run the container images with buildah")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.keywords and not config.getoption("--e2e"):

@@ -102,7 +102,7 @@ def server_env(
         "MAX_PARALLEL_REQUESTS": str(profile.max_parallel_requests),
         "MAX_QUEUE_SIZE": str(profile.max_queue_size),
         "CACHE_SIZE": str(profile.cache_size),
-        "SHUTDOWN_DELAY": str(profile.drain_seconds),
+        "SHUTDOWN_DELAY": "1",  # preStop already waited drain_seconds; fail /ready briefly, then close
         "SHUTDOWN_GRACE": str(profile.shutdown_grace_seconds),
         "HF_HOME": f"{MODEL_CACHE_DIR}/hf",
         "TORCH_THREADS": threads,
@@ -161,6 +161,9 @@ def deployment(
                 "startupProbe": _probe("/ready", profile.startup),
                 "readinessProbe": _probe("/ready", profile.readiness),
                 "livenessProbe": _probe("/live", profile.liveness),
+                # terminating pods leave the Service's endpoints; the sleep lets every proxy see
+                # that before SIGTERM, after which the server finishes what it has in flight
+                "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(profile.drain_seconds)]}}},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,

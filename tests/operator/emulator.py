@@ -39,6 +39,16 @@ RESOURCES: dict[str, dict[str, Any]] = {
 _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
 
 
+def write_kubeconfig(path: Any, url: str) -> None:
+    """A kubeconfig that points kopf, the operator and registrars at the emulator."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: emu, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: op, user: {token: test-token}}]\n"
+        "contexts: [{name: emu, context: {cluster: emu, user: op}}]\ncurrent-context: emu\n"
+    )
+
+
 class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

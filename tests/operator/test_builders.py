@@ -81,8 +81,10 @@ def test_cpu_profile_deployment() -> None:
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/models", "/tmp"}
     assert env["HF_HOME"].startswith("/models")
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
-    # drain + grace fit inside the termination grace period
-    assert pod["terminationGracePeriodSeconds"] > int(env["SHUTDOWN_DELAY"]) + int(env["SHUTDOWN_GRACE"])
+    # preStop drain + server drain + in-flight grace fit inside the termination grace period
+    drain = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert drain >= 5
+    assert pod["terminationGracePeriodSeconds"] > drain + int(env["SHUTDOWN_DELAY"]) + int(env["SHUTDOWN_GRACE"])
     assert "replicas" not in deployment["spec"]  # the HPA owns it
 
 

@@ -24,7 +24,7 @@ import kmock
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.emulator import ApiServerEmulator
+from tests.operator.emulator import ApiServerEmulator, write_kubeconfig
 from tests.operator.manifests import validate_builtin
 from tests.operator.test_operator_emulated import Cluster
 
@@ -109,12 +109,7 @@ async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterato
     async with ApiServerEmulator() as api, kmock.Server(api, host=host_ip) as server:
         url = f"http://{host_ip}:{server.port}"
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters: [{{name: emu, cluster: {{server: '{url}'}}}}]\n"
-            "users: [{name: op, user: {token: test-token}}]\n"
-            "contexts: [{name: emu, context: {cluster: emu, user: op}}]\ncurrent-context: emu\n"
-        )
+        write_kubeconfig(kubeconfig, url)
         log = tmp_path / "operator.log"
         env = os.environ | {
             "KUBECONFIG": str(kubeconfig),

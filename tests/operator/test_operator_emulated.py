@@ -15,7 +15,7 @@ import kmock
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.emulator import ApiServerEmulator
+from tests.operator.emulator import ApiServerEmulator, write_kubeconfig
 from tests.operator.manifests import validate_builtin
 
 pytestmark = pytest.mark.slow
@@ -67,12 +67,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with ApiServerEmulator() as api, kmock.Server(api) as server:
         url = str(server.url).rstrip("/")
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters: [{{name: emu, cluster: {{server: '{url}'}}}}]\n"
-            "users: [{name: op, user: {token: test-token}}]\n"
-            "contexts: [{name: emu, context: {cluster: emu, user: op}}]\ncurrent-context: emu\n"
-        )
+        write_kubeconfig(kubeconfig, url)
         log = tmp_path / "operator.log"
         env = os.environ | {
             "KUBECONFIG": str(kubeconfig),

@@ -1,0 +1,289 @@
+"""Side-by-side benchmark, one run on one machine, same model and workload:
+
+(a) the baseline a user would otherwise write: sentence_transformers.CrossEncoder.predict,
+    in-process, float32;
+(b) our server over HTTP at concurrency 1, 4 and 16, float32;
+(c) our server with DTYPE=auto (reduced precision where the CPU has it natively);
+(d) the machine's matrix-multiply rate, and each run's achieved FLOP/s as a fraction of it;
+plus a soak at concurrency 16 that samples the server's resident memory.
+
+    python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
+
+The model is the MiniLM cross-encoder test checkpoint (the shape of ms-marco-MiniLM-L-6-v2),
+built offline by tests/model_fixtures.py. The server runs with CACHE_SIZE=0 so every run scores
+every pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reranker_server.bench import make_workload, run  # noqa: E402
+from reranker_server.hardware import cpu_has_native_bf16, cpu_quota  # noqa: E402
+from reranker_server.scoring import spearman  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.model_fixtures import minilm_cross_dir  # noqa: E402
+
+
+def machine() -> dict[str, str]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(cpu_quota()),
+        "native bf16": str(cpu_has_native_bf16()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+    }
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Sustained float32 GEMM rate: the ceiling a transformer forward pass can approach."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def flops_per_pair(config: dict[str, Any], tokens: float) -> float:
+    """Forward FLOPs of one (query, document) pair of ``tokens`` tokens (matmuls; the rest is noise)."""
+    layers, hidden, inner = config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]
+    per_layer = 2 * (4 * tokens * hidden**2 + 2 * tokens * hidden * inner + 2 * tokens**2 * hidden)
+    return float(layers * per_layer + 2 * hidden**2)  # + pooler/head
+
+
+class Baseline:
+    """CrossEncoder.predict in this process, loaded once, timed per round."""
+
+    def __init__(self, model_dir: Path, workload: list[tuple[str, list[str]]]) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self.encoder = CrossEncoder(str(model_dir), device="cpu")
+        self.pairs = [(q, d) for q, docs in workload for d in docs]
+        self.encoder.predict(self.pairs[:64], batch_size=32)  # warm-up
+
+    def rate(self) -> tuple[float, np.ndarray]:
+        started = time.perf_counter()
+        scores = self.encoder.predict(self.pairs, batch_size=32, show_progress_bar=False)
+        return len(self.pairs) / (time.perf_counter() - started), np.asarray(scores)
+
+
+class Server:
+    extra_env: dict[str, str] = {}  # --server-env
+
+    def __init__(self, model_dir: Path, dtype: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = (
+            os.environ
+            | {
+                "MODEL_NAME": str(model_dir),
+                "DTYPE": dtype,
+                "CACHE_SIZE": "0",
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "LOG_LEVEL": "warning",
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+            | self.extra_env
+        )
+        self.proc = subprocess.Popen([sys.executable, "-m", "reranker_server"], env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("server did not become ready")
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = httpx.get(f"{self.url}/info").json()
+        return info
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def scores(self, workload: list[tuple[str, list[str]]]) -> np.ndarray:
+        out = []
+        with httpx.Client(base_url=self.url, timeout=120) as client:
+            for query, docs in workload:
+                results = client.post("/rerank", json={"query": query, "texts": docs, "raw_scores": False}).json()
+                by_index = {r["index"]: r["score"] for r in results}
+                out.extend(by_index[i] for i in range(len(docs)))
+        return np.asarray(out)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def soak(server: Server, seconds: float, documents: int, doc_tokens: int) -> list[tuple[float, float]]:
+    """Concurrency 16 for ``seconds`` after a 30 s warm-up (allocator pools fill up for the new
+    shapes), new texts throughout; (elapsed, RSS MiB) every 5 s of the measured part."""
+    warm_until = time.monotonic() + 30
+    batch = 0
+    while time.monotonic() < warm_until:
+        asyncio.run(run(server.url, "cohere", make_workload(16, documents, doc_tokens, seed=20_000 + batch), 16))
+        batch += 1
+    samples = [(0.0, server.rss_mib())]
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        workload = make_workload(32, documents, doc_tokens, seed=10_000 + batch)
+        asyncio.run(run(server.url, "cohere", workload, 16))
+        batch += 1
+        if time.monotonic() - started >= samples[-1][0] + 5:
+            samples.append((time.monotonic() - started, server.rss_mib()))
+    samples.append((time.monotonic() - started, server.rss_mib()))
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--requests", type=int, default=24)
+    parser.add_argument("--documents", type=int, default=32)
+    parser.add_argument("--doc-tokens", type=int, default=120)
+    parser.add_argument("--soak-seconds", type=float, default=120)
+    parser.add_argument("--rounds", type=int, default=3, help="baseline/server rounds (medians are reported)")
+    parser.add_argument("--write", type=Path, help="also write the results as markdown here")
+    parser.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the server processes")
+    args = parser.parse_args()
+    Server.extra_env = dict(item.split("=", 1) for item in args.server_env)
+
+    model_dir = minilm_cross_dir()
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text())
+    workload = make_workload(args.requests, args.documents, args.doc_tokens, seed=1)
+    n_pairs = sum(len(d) for _, d in workload)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokens = float(np.mean([len(tokenizer(q, d, truncation=True)["input_ids"]) for q, docs in workload for d in docs]))
+    pair_flops = flops_per_pair(config, tokens)
+    info = machine()
+
+    # This class of machine is shared and noisy: every round runs the baseline next to the server
+    # runs it is compared with, and the table reports medians over the rounds.
+    base = Baseline(model_dir, workload)
+    # label -> [(pairs/s, same-round baseline pairs/s)]; the baseline's row first
+    runs: dict[str, list[tuple[float, float]]] = {"(a) CrossEncoder.predict, in-process, float32": []}
+    notes: dict[str, str] = {}
+    gemm: list[float] = []
+    base_scores = np.zeros(0)
+
+    def measure(label: str, url: str, concurrency: int) -> None:
+        nonlocal base_scores
+        base_rate, base_scores = base.rate()
+        result = asyncio.run(run(url, "cohere", workload, concurrency))
+        assert result.ok == len(workload), result.summary()
+        summary = result.summary()
+        runs.setdefault(label, []).append((summary["pairs_per_second"], base_rate))
+        runs.setdefault("(a) CrossEncoder.predict, in-process, float32", []).append((base_rate, base_rate))
+        notes[label] = f"p50 {summary['latency_p50_ms']:.0f} / p99 {summary['latency_p99_ms']:.0f} ms"
+
+    server = Server(model_dir, "float32")
+    for _ in range(args.rounds):
+        gemm.append(matmul_gflops())
+        for concurrency in (1, 4, 16):
+            measure(f"(b) reranker-server over HTTP, float32, c={concurrency}", server.url, concurrency)
+    fp32_scores = server.scores(workload)
+    soak_samples = soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
+    server.stop()
+
+    auto = Server(model_dir, "auto")
+    auto_info = auto.info()
+    auto_label = f"(c) reranker-server over HTTP, DTYPE=auto -> {auto_info['dtype']}, c=4"
+    for _ in range(args.rounds):
+        measure(auto_label, auto.url, 4)
+    notes[auto_label] = notes.get(auto_label, "") + f"; {auto_info['dtype_reason']}"
+    auto_scores = auto.scores(workload)
+    auto.stop()
+    notes["(a) CrossEncoder.predict, in-process, float32"] = "batch_size=32"
+    per_query = [
+        spearman(fp32_scores[i : i + args.documents], auto_scores[i : i + args.documents])
+        for i in range(0, n_pairs, args.documents)
+    ]
+    parity = float(np.max(np.abs(fp32_scores - base_scores))) if base_scores.size else float("nan")
+    peak = float(np.median(gemm)) if gemm else matmul_gflops()
+
+    lines = ["# Benchmark results", ""]
+    if Server.extra_env:
+        lines += [f"Server environment: {Server.extra_env}", ""]
+    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
+    lines += [
+        f"Workload: {args.requests} requests x {args.documents} documents, {tokens:.0f} tokens per pair on average "
+        f"({n_pairs} pairs); model: MiniLM-L6 cross-encoder ({config['num_hidden_layers']} layers, hidden "
+        f"{config['hidden_size']}), {pair_flops / 1e9:.2f} GFLOP per pair.",
+        f"(d) float32 GEMM rate of this machine (1024x1024 torch.mm), median of {len(gemm)} rounds: "
+        f"{peak:.1f} GFLOP/s (rounds: {', '.join(f'{g:.0f}' for g in gemm)}).",
+        f"Rounds: {args.rounds}; each server run is timed right after a baseline run, and 'vs (a)' is the",
+        "median of those same-round ratios (their range in brackets).",
+        "",
+        "| run | pairs/s (median) | vs (a) | GFLOP/s | of GEMM peak | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for label, samples in runs.items():
+        if not samples:
+            continue
+        rate = float(np.median([r for r, _ in samples]))
+        ratios = [r / b for r, b in samples]
+        achieved = rate * pair_flops / 1e9
+        spread = f"{np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        lines.append(f"| {label} | {rate:.1f} | {spread} | {achieved:.1f} | {achieved / peak:.0%} | {notes[label]} |")
+    lines += [
+        "",
+        f"Scores: server float32 vs CrossEncoder.predict, max abs difference {parity:.2e}.",
+        f"DTYPE=auto vs float32 ranking agreement (Spearman per query): mean {np.mean(per_query):.4f}, "
+        f"min {np.min(per_query):.4f}.",
+    ]
+    if soak_samples:
+        rss = [mib for _, mib in soak_samples]
+        lines += [
+            "",
+            f"Soak: concurrency 16 for {soak_samples[-1][0]:.0f} s after a 30 s warm-up, new texts throughout; "
+            "server RSS "
+            f"start {rss[0]:.0f} MiB, end {rss[-1]:.0f} MiB, max {max(rss):.0f} MiB "
+            f"(samples: {', '.join(f'{mib:.0f}' for mib in rss)}).",
+        ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        args.write.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
