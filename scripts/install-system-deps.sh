@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages the test suite uses: redis-server (distributed-cache tests) and npm (brings helm
+# and kubectl). Installs what is missing with apt when run as root; otherwise says what to install
+# and goes on (those tests then skip with their reason).
+set -euo pipefail
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "not installed: ${missing[*]} (their tests will skip); install them with your package manager" >&2
+fi
