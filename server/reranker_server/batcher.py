@@ -51,7 +51,6 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
-        self.sequences_run = 0  # forwarded so far (tests and stats)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -140,7 +139,6 @@ class Batcher:
         started = time.perf_counter()
         rows = self._backend.forward(batch)
         self._backend.release_memory()
-        self.sequences_run += len(sequences)
         metrics.FORWARD_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(sequences))
         metrics.BATCH_TOKENS.observe(batch.tokens)

@@ -48,10 +48,6 @@ class Encoder:
         self._pair_specials = self._tokenizer.num_special_tokens_to_add(True)
         self._single_specials = self._tokenizer.num_special_tokens_to_add(False)
 
-    def count(self, texts: list[str]) -> list[int]:
-        """Tokens per text without special tokens (for usage reporting and length checks)."""
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
-
     def encode_pairs(
         self,
         query: str,

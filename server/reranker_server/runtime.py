@@ -89,10 +89,6 @@ class Runtime:
         if self.phase == "loading":
             self.phase = "ready"
 
-    async def wait_loaded(self) -> None:
-        if self._loader:
-            await asyncio.shield(self._loader)
-
     def begin_draining(self) -> None:
         self.phase = "draining"
         self.admission.draining = True

@@ -13,10 +13,16 @@ kmock stores objects and streams watch events, merging patches as plain dicts. O
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import datetime
 import itertools
+import os
+import sys
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -37,6 +43,26 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/namespaces": {"kind": "Namespace", "subresources": set(), "namespaced": False},
 }
 _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
+
+
+@contextlib.asynccontextmanager
+async def running_operator(url: str, workdir: Path, settings: dict[str, str]) -> AsyncIterator[tuple[Path, Path]]:
+    """A real ``reranker-operator`` process pointed at the emulator at ``url``.
+
+    Yields (kubeconfig, operator log); ``settings`` are its environment variables.
+    """
+    kubeconfig, log = workdir / "kubeconfig", workdir / "operator.log"
+    write_kubeconfig(kubeconfig, url)
+    env = os.environ | {"KUBECONFIG": str(kubeconfig), "RERANKER_IMAGE": "reranker-server:test"} | settings
+    with log.open("w") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "reranker_operator", "--all-namespaces", env=env, stdout=sink, stderr=sink
+        )
+        try:
+            yield kubeconfig, log
+        finally:
+            proc.terminate()
+            await proc.wait()
 
 
 def write_kubeconfig(path: Any, url: str) -> None:

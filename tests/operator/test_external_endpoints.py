@@ -24,7 +24,7 @@ import kmock
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.emulator import ApiServerEmulator, write_kubeconfig
+from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.manifests import validate_builtin
 from tests.operator.test_operator_emulated import Cluster
 
@@ -108,35 +108,21 @@ async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterato
     ns, host_ip, peer_ip = test_host
     async with ApiServerEmulator() as api, kmock.Server(api, host=host_ip) as server:
         url = f"http://{host_ip}:{server.port}"
-        kubeconfig = tmp_path / "kubeconfig"
-        write_kubeconfig(kubeconfig, url)
-        log = tmp_path / "operator.log"
-        env = os.environ | {
-            "KUBECONFIG": str(kubeconfig),
-            "RERANKER_IMAGE": "reranker-server:test",
-            "PROBE_INTERVAL": str(PROBE_INTERVAL),
-            "PROBE_TIMEOUT": "0.5",
-            "LIVENESS_PORT": str(free_port()),
-        }
+        settings = {"PROBE_INTERVAL": str(PROBE_INTERVAL), "PROBE_TIMEOUT": "0.5", "LIVENESS_PORT": str(free_port())}
         minis: list[MacMini] = []
+        async with running_operator(url, tmp_path, settings) as (kubeconfig, log):
 
-        def start(model: str | None, name: str) -> MacMini:
-            mini = MacMini(ns, peer_ip, kubeconfig, tmp_path / f"{name}-{len(minis)}.log", model, name)
-            minis.append(mini)
-            return mini
+            def start(model: str | None, name: str) -> MacMini:
+                mini = MacMini(ns, peer_ip, kubeconfig, tmp_path / f"{name}-{len(minis)}.log", model, name)
+                minis.append(mini)
+                return mini
 
-        with log.open("w") as sink:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reranker_operator", env=env, stdout=sink, stderr=sink
-            )
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 try:
                     yield Cluster(api, client, log), start
                 finally:
                     for mini in minis:
                         await mini.stop(signal.SIGKILL)
-                    proc.terminate()
-                    await proc.wait()
 
 
 def slice_endpoints(cluster: Cluster, service: str) -> dict[str, bool]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ import kmock
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.emulator import ApiServerEmulator, write_kubeconfig
+from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.manifests import validate_builtin
 
 pytestmark = pytest.mark.slow
@@ -66,25 +64,12 @@ class Cluster:
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with ApiServerEmulator() as api, kmock.Server(api) as server:
         url = str(server.url).rstrip("/")
-        kubeconfig = tmp_path / "kubeconfig"
-        write_kubeconfig(kubeconfig, url)
-        log = tmp_path / "operator.log"
-        env = os.environ | {
-            "KUBECONFIG": str(kubeconfig),
-            "RERANKER_IMAGE": "reranker-server:test",
-            "DRIFT_INTERVAL": "1",
-            "LIVENESS_PORT": str(free_port()),
-        }
-        with log.open("w") as sink:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reranker_operator", "--all-namespaces", env=env, stdout=sink, stderr=sink
-            )
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                try:
-                    yield Cluster(api, client, log)
-                finally:
-                    proc.terminate()
-                    await proc.wait()
+        settings = {"DRIFT_INTERVAL": "1", "LIVENESS_PORT": str(free_port())}
+        async with (
+            running_operator(url, tmp_path, settings) as (_, log),
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            yield Cluster(api, client, log)
 
 
 async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
