@@ -113,7 +113,11 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = os.environ | {"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "info"} | env
+        # float32 unless a test asks otherwise: DTYPE=auto picks bfloat16 on CPUs with native bf16
+        # (AMX, avx512_bf16), and there a pair's score moves ~2e-4 with the batch it lands in, so
+        # exact-score comparisons would pass on one CI machine and fail on the next.
+        base = {"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "info", "DTYPE": "float32"}
+        full_env = os.environ | base | env
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reranker_server"], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
