@@ -31,7 +31,8 @@ RUN if [ "$TORCH_VARIANT" = "cpu" ] && [ -n "$TORCH_INDEX_URL" ]; then \
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY operator ./operator
-RUN pip install ".[server]" && rm -rf /app/server /app/operator /app/build
+COPY contract ./contract
+RUN pip install ".[server]" && rm -rf /app/server /app/operator /app/contract /app/build
 # MALLOC_ARENA_MAX=2: glibc's per-thread arenas fragment under torch's varying tensor shapes;
 # two arenas cut the server's resident memory by about a third (benchmarks/RESULTS.md).
 ENV HF_HOME=/models/hf \
@@ -56,7 +57,8 @@ FROM base AS operator
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY operator ./operator
-RUN pip install ".[operator]" && rm -rf /app/server /app/operator /app/build
+COPY contract ./contract
+RUN pip install ".[operator]" && rm -rf /app/server /app/operator /app/contract /app/build
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["reranker-operator"]

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .resources import MANAGED_BY, Owner, labels, selector_labels
+from reranker_contract.endpoint import EndpointSpec
+
+from .resources import MANAGED_BY, Owner, labels
 
 # EndpointSlice's managed-by label: the built-in controller leaves slices labelled otherwise alone.
 SLICE_MANAGER = f"{MANAGED_BY}.reranker.dev"
@@ -107,6 +109,19 @@ def refused(reason: str, message: str) -> EndpointState:
     return EndpointState(False, reason, message, 0, 0)
 
 
+def _ready_condition(endpoint: dict[str, Any]) -> dict[str, Any] | None:
+    conditions = (endpoint.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), None)
+
+
+def rotation(endpoint: dict[str, Any]) -> tuple[bool, bool] | None:
+    """(listed in slices, ready) as the endpoint's status says now; None before its first probe."""
+    ready = _ready_condition(endpoint)
+    if ready is None:
+        return None
+    return ready.get("reason") not in REFUSING_REASONS, ready.get("status") == "True"
+
+
 @dataclass(frozen=True)
 class SliceMember:
     name: str  # the RerankerEndpoint's name
@@ -114,6 +129,19 @@ class SliceMember:
     address_type: str
     port: int
     ready: bool
+
+
+def slice_member(endpoint: dict[str, Any]) -> SliceMember | None:
+    """A RerankerEndpoint as a slice member, or None when it is refused or not probed yet."""
+    placed = rotation(endpoint)
+    if placed is None or not placed[0]:
+        return None
+    spec = EndpointSpec.from_manifest(endpoint)
+    try:
+        kind = address_type(spec.address)
+    except ValueError:
+        return None
+    return SliceMember(endpoint["metadata"]["name"], spec.address, kind, spec.port, ready=placed[1])
 
 
 def _slice_name(service: str, address_type: str, port: int) -> str:
@@ -169,12 +197,3 @@ def external_service(owner: Owner, port: int) -> dict[str, Any]:
         },
         "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
     }
-
-
-def slice_labels(owner_name: str) -> dict[str, str]:
-    """Labels every slice this operator keeps for one Reranker carries."""
-    return selector_labels(owner_name) | {"endpointslice.kubernetes.io/managed-by": SLICE_MANAGER}
-
-
-def slice_selector(owner_name: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in slice_labels(owner_name).items())

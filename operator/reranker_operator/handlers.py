@@ -1,19 +1,28 @@
-"""kopf handlers: thin wrappers that hand every trigger to ``reconcile``."""
+"""kopf handlers: watch caches (indexes), and thin handlers that hand every trigger to ``reconcile``.
+
+Steady state costs no API request: Rerankers, their children and their RerankerEndpoints are
+held in kopf's indexes (filled by the watches kopf keeps open anyway), a child's change or
+deletion reconciles its owner from those caches, and a reconcile that finds everything as
+wanted sends nothing.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import kopf
 
-from . import external
+from reranker_contract.api import ENDPOINT_PLURAL
+from reranker_contract.endpoint import EndpointSpec
+
+from . import external, ownership
 from .endpoints import Thresholds
-from .kube import Kube
+from .kube import KINDS, Kube
 from .models import GROUP, PLURAL, VERSION
-from .reconcile import reconcile
-from .resources import MANAGED_BY
+from .reconcile import Observed, reconcile
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -42,58 +51,116 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.http.aclose()
 
 
+# --- watch caches ------------------------------------------------------------------------------
+
+
+def _trimmed(body: kopf.Body) -> dict[str, Any]:
+    """The object without managedFields, which nothing here reads and which dominate its size."""
+    obj = dict(body)
+    obj["metadata"] = {k: v for k, v in body.metadata.items() if k != "managedFields"}
+    return obj
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def rerankers(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace or "", name): _trimmed(body)}
+
+
+@kopf.index(GROUP, VERSION, ENDPOINT_PLURAL)
+def registered_endpoints(body: kopf.Body, namespace: str | None, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """RerankerEndpoints by the Reranker they join."""
+    reranker = EndpointSpec.from_manifest(dict(body)).reranker
+    return {(namespace or "", reranker): _trimmed(body)} if reranker else {}
+
+
+def _index_id(kind: str) -> str:
+    return f"owned_{kind.lower()}s"
+
+
+def _index_child(body: kopf.Body, namespace: str | None, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    owner = ownership.controller_name(dict(body))
+    return {(namespace or "", owner): _trimmed(body)} if owner else {}
+
+
+def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = next(iter(index.get(key, ())), None)
+    return found
+
+
+def _observed(indexes: Mapping[str, Any], namespace: str | None, name: str) -> Observed:
+    children = {
+        (kind, child["metadata"]["name"]): child
+        for kind in ownership.OWNED_KINDS
+        for child in indexes[_index_id(kind)].get((namespace, name), ())
+    }
+    registered = [
+        e
+        for e in indexes["registered_endpoints"].get((namespace, name), ())
+        if not e["metadata"].get("deletionTimestamp")
+    ]
+    return Observed(children, registered)
+
+
+async def _reconcile_cached(memo: kopf.Memo, indexes: Mapping[str, Any], namespace: str, name: str) -> None:
+    """Reconcile a Reranker as the caches hold it; nothing if it is gone or going."""
+    reranker = _one(indexes["rerankers"], (namespace, name))
+    if reranker is None or reranker["metadata"].get("deletionTimestamp"):
+        return
+    await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, namespace, name))
+
+
+# --- Rerankers ---------------------------------------------------------------------------------
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_reranker(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo.kube, SETTINGS, dict(body))
+async def reconcile_reranker(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    await reconcile(memo.kube, SETTINGS, _trimmed(body), _observed(kwargs, namespace or "", name))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
-async def drift_check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Puts back children that were deleted or edited by hand, and refreshes status."""
-    await reconcile(memo.kube, SETTINGS, dict(body))
+async def drift_check(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A safety net for a missed watch event: compares the caches, sends nothing when they agree."""
+    await _reconcile_cached(memo, kwargs, namespace or "", name)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
-async def deployment_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A server Deployment changed (rollout progress, hand edits, deletion): reconcile its owner."""
-    obj: dict[str, Any] = dict(event.get("object") or {})
-    meta: dict[str, Any] = obj.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "Reranker" and ref.get("apiVersion") == f"{GROUP}/{VERSION}":
-            owner = await memo.kube.get("Reranker", meta.get("namespace"), ref["name"])
-            owner_meta = (owner or {}).get("metadata", {})
-            # the same Reranker (not a new one with the name), and not on its way out
-            if (
-                owner is not None
-                and owner_meta.get("uid") == ref.get("uid")
-                and not owner_meta.get("deletionTimestamp")
-            ):
-                await reconcile(memo.kube, SETTINGS, owner)
+# --- children: a change or deletion by anyone else is put right ----------------------------------
 
 
-@kopf.timer(GROUP, VERSION, "rerankerendpoints", interval=SETTINGS.probe_interval, sharp=True)
-async def probe_endpoint(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Probe an external endpoint's /health; when that changes its place in rotation, refresh
-    its Reranker's EndpointSlices at once (a steady endpoint costs one status patch a probe)."""
+async def child_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    owner = ownership.controller_name(dict(body))
+    reranker = _one(kwargs["rerankers"], (namespace or "", owner)) if owner else None
+    # the same Reranker (not an older one with the same name whose children the GC hasn't taken)
+    if owner and reranker and ownership.owned_by(dict(body), reranker["metadata"].get("uid", "")):
+        await _reconcile_cached(memo, kwargs, namespace or "", owner)
+
+
+for _kind in ownership.OWNED_KINDS:
+    _type = KINDS[_kind]
+    kopf.index(_type.group, _type.version, _type.plural, labels=ownership.MANAGED_LABELS, id=_index_id(_kind))(
+        _index_child
+    )
+    kopf.on.event(_type.group, _type.version, _type.plural, labels=ownership.MANAGED_LABELS, id=f"{_kind}-changed")(
+        child_changed
+    )
+
+
+# --- external endpoints --------------------------------------------------------------------------
+
+
+@kopf.timer(GROUP, VERSION, ENDPOINT_PLURAL, interval=SETTINGS.probe_interval, sharp=True)
+async def probe_endpoint(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Probe an external endpoint's /health and write the result to its status; the Reranker's
+    slices follow through the RerankerEndpoint watch (``endpoint_changed``)."""
     thresholds = Thresholds(SETTINGS.failures_to_drop, SETTINGS.successes_to_rejoin)
-    before = external.rotation(dict(body))
-    state = await external.probe_endpoint(memo.kube, memo.http, dict(body), thresholds, SETTINGS.probe_timeout)
-    if (state.listed, state.ready) != before:
-        await _sync_owner_slices(memo.kube, dict(body))
+    reranker = _one(kwargs["rerankers"], (namespace or "", EndpointSpec.from_manifest(dict(body)).reranker))
+    await external.probe_endpoint(memo.kube, memo.http, dict(body), reranker, thresholds, SETTINGS.probe_timeout)
 
 
-@kopf.on.event(GROUP, VERSION, "rerankerendpoints")
-async def endpoint_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Registered, changed or withdrawn: the slices follow at once, not at the next probe."""
-    if event.get("type") in ("ADDED", "DELETED"):
-        await _sync_owner_slices(memo.kube, dict(event.get("object") or {}))
-
-
-async def _sync_owner_slices(kube: Kube, endpoint: dict[str, Any]) -> None:
-    namespace = endpoint.get("metadata", {}).get("namespace")
-    name = (endpoint.get("spec") or {}).get("rerankerRef", {}).get("name")
-    reranker = await kube.get("Reranker", namespace, name) if name else None
-    if reranker is not None and not reranker["metadata"].get("deletionTimestamp"):
-        await external.sync_slices(kube, reranker)
+@kopf.on.event(GROUP, VERSION, ENDPOINT_PLURAL)
+async def endpoint_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Registered, probed, withdrawn: the Reranker's slices and counts follow from the caches."""
+    reranker = EndpointSpec.from_manifest(dict(body)).reranker
+    if reranker:
+        await _reconcile_cached(memo, kwargs, namespace or "", reranker)

@@ -1,18 +1,19 @@
 """The only module that talks to the Kubernetes API (kopf's own watching aside).
 
-Plain REST over httpx with the credentials the ``kubernetes`` package resolves (in-cluster
-service account, else kubeconfig), so every call is explicit: server-side apply with a field
-manager, merge patches on the status subresource, and nothing that needs API discovery.
+Plain REST over httpx (``reranker_contract.kubeconfig``), so every call is explicit: server-side
+apply with a field manager, merge patches on the status subresource, and nothing that needs API
+discovery. Reads of what exists come from kopf's watch caches, not from here (``handlers``).
 """
 
 from __future__ import annotations
 
 import json
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from reranker_contract.kubeconfig import api_client
 
 from .models import GROUP, VERSION
 
@@ -77,27 +78,7 @@ class Kube:
 
     @classmethod
     def from_environment(cls, field_manager: str, timeout: float = 30.0) -> Kube:
-        from kubernetes import config as kube_config
-        from kubernetes.client import Configuration
-
-        configuration = Configuration()
-        try:
-            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except kube_config.ConfigException:
-            kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        headers: dict[str, str] = {}
-        token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix(
-            "BearerToken"
-        )
-        if token:
-            headers["Authorization"] = token
-        verify: ssl.SSLContext | bool = configuration.verify_ssl
-        if configuration.verify_ssl and configuration.host.startswith("https"):
-            verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-            if configuration.cert_file:
-                verify.load_cert_chain(configuration.cert_file, configuration.key_file)
-        client = httpx.AsyncClient(base_url=configuration.host, headers=headers, verify=verify, timeout=timeout)
-        return cls(client, field_manager)
+        return cls(api_client(timeout), field_manager)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -123,13 +104,6 @@ class Kube:
         _raise_for(response)
         result: dict[str, Any] = response.json()
         return result
-
-    async def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        response = await self._http.get(KINDS[kind].path(namespace), params=params)
-        _raise_for(response)
-        items: list[dict[str, Any]] = response.json().get("items") or []
-        return items
 
     async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         response = await self._http.delete(KINDS[kind].path(namespace, name))

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-GROUP = "reranker.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-PLURAL = "rerankers"
-KIND = "Reranker"
+from reranker_contract.api import API_VERSION, GROUP, RERANKER_KIND, RERANKER_PLURAL, VERSION
+
+__all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "RerankerSpec"]
+PLURAL = RERANKER_PLURAL
+KIND = RERANKER_KIND
 
 HardwareClass = Literal["cpu", "nvidia-gpu"]
 

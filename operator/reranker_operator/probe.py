@@ -6,12 +6,14 @@ import time
 
 import httpx
 
+from reranker_contract.health import HEALTH_PATH, HealthReport
+
 from .endpoints import ProbeResult
 
 
 def health_url(scheme: str, address: str, port: int) -> str:
     host = f"[{address}]" if ":" in address else address  # IPv6 literals need brackets
-    return f"{scheme}://{host}:{port}/health"
+    return f"{scheme}://{host}:{port}{HEALTH_PATH}"
 
 
 async def probe(client: httpx.AsyncClient, url: str, limit_seconds: float) -> ProbeResult:
@@ -22,17 +24,16 @@ async def probe(client: httpx.AsyncClient, url: str, limit_seconds: float) -> Pr
         return ProbeResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     latency = (time.perf_counter() - started) * 1000
     try:
-        body = response.json()
-        model = body.get("model") or {}
-    except (ValueError, AttributeError):
+        report = HealthReport.from_body(response.json())
+    except ValueError:
         return ProbeResult(ok=False, latency_ms=latency, error=f"HTTP {response.status_code}: not JSON")
-    healthy = response.status_code == 200 and body.get("status") == "healthy"
+    healthy = response.status_code == 200 and report.healthy
     return ProbeResult(
         ok=healthy,
         latency_ms=latency,
-        model=model.get("name"),
-        revision=model.get("revision"),
-        backend=model.get("backend"),
-        device=model.get("device"),
-        error=None if healthy else f"HTTP {response.status_code}, status {body.get('status')!r}",
+        model=report.model,
+        revision=report.revision,
+        backend=report.backend,
+        device=report.device,
+        error=None if healthy else f"HTTP {response.status_code}, status {report.status!r}",
     )

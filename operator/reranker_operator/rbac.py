@@ -19,24 +19,27 @@ class Rule:
     why: str
 
 
+# A server-side apply that creates an object is authorized as ``create`` as well as ``patch``;
+# every watch cache needs ``list`` and ``watch``.
+_CHILD = ("list", "watch", "create", "patch", "delete")
 RULES: tuple[Rule, ...] = (
+    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "framework",
+         "kopf follows CRDs to learn which resources it may serve"),
+    Rule("", "namespaces", ("list", "watch"), "framework", "kopf follows namespaces when it runs cluster-wide"),
     Rule("reranker.dev", "rerankers", ("list", "watch", "patch"), "framework",
-         "kopf watches Rerankers and keeps its progress in their annotations"),
-    Rule("", "events", ("create",), "framework", "kopf and the reconciler post Events"),
-    Rule("reranker.dev", "rerankers", ("get",), "application", "re-read a Reranker when a child changes"),
-    Rule("reranker.dev", "rerankers/status", ("patch",), "application", "conditions, replicas, URL"),
+         "kopf watches Rerankers and keeps its progress and finalizer on them"),
     Rule("reranker.dev", "rerankerendpoints", ("list", "watch", "patch"), "framework",
-         "kopf watches RerankerEndpoints (probe timer) and keeps its progress in their annotations"),
-    Rule("reranker.dev", "rerankerendpoints", ("get",), "application", "external endpoints of a Reranker"),
+         "kopf watches RerankerEndpoints (the probe timer, the cache) and keeps its finalizer on them"),
+    Rule("", "events", ("create",), "framework", "kopf and the reconciler post Events"),
+    Rule("reranker.dev", "rerankers/status", ("patch",), "application", "conditions, replicas, URL, endpoints"),
     Rule("reranker.dev", "rerankerendpoints/status", ("patch",), "application", "probe results, Ready"),
     Rule("coordination.k8s.io", "leases", ("get",), "application", "a self-registered server's heartbeat"),
-    Rule("discovery.k8s.io", "endpointslices", ("get", "list", "patch", "delete"), "application",
+    Rule("apps", "deployments", _CHILD, "application", "the server Deployment"),
+    Rule("", "services", _CHILD, "application", "the Reranker's Service and <name>-external"),
+    Rule("autoscaling", "horizontalpodautoscalers", _CHILD, "application", "the autoscaler"),
+    Rule("policy", "poddisruptionbudgets", _CHILD, "application", "the PDB when min >= 2"),
+    Rule("discovery.k8s.io", "endpointslices", _CHILD, "application",
          "external endpoints listed in the Reranker's Services"),
-    Rule("apps", "deployments", ("get", "list", "watch", "patch", "delete"), "application",
-         "the server Deployment; watched so a deleted or edited one is put back"),
-    Rule("", "services", ("get", "patch", "delete"), "application", "the Reranker's Service and <name>-external"),
-    Rule("autoscaling", "horizontalpodautoscalers", ("get", "patch", "delete"), "application", "the autoscaler"),
-    Rule("policy", "poddisruptionbudgets", ("get", "patch", "delete"), "application", "the PDB when min >= 2"),
 )  # fmt: skip
 
 

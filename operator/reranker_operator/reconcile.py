@@ -1,39 +1,46 @@
-"""One idempotent reconcile: read the Reranker, apply its children, write its status.
+"""One idempotent reconcile: the desired state, applied; what is no longer wanted, pruned; one status patch.
 
-Called for create, update, resume, child changes and the drift timer alike; pure builders
-decide, ``kube`` sends.
+Called for create, update, resume, changes of children and endpoints, and the drift timer alike.
+It reads nothing from the API: what exists comes from the watch caches (``Observed``), so a
+Reranker whose children already agree with its spec costs no request at all, and a status that
+did not change is not written again.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from . import conditions, external, profiles, resources
+from . import conditions, ownership, profiles, resources
 from .kube import Kube, KubeError
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What the watch caches hold for one Reranker."""
+
+    children: dict[ownership.ChildKey, dict[str, Any]]  # live children, by (kind, name)
+    endpoints: list[dict[str, Any]]  # RerankerEndpoints naming it (none on their way out)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _apply_children(kube: Kube, owner: resources.Owner, desired: dict[str, Any]) -> dict[str, Any] | None:
-    """Apply what should exist, delete what shouldn't (only if it is ours). Returns the Deployment."""
+async def _converge(kube: Kube, owner: resources.Owner, todo: ownership.Plan) -> dict[str, Any] | None:
+    """Apply and prune; returns the Deployment as the API server answered, when it was applied."""
     deployment = None
-    for kind, manifest in desired.items():
-        if manifest is not None:
-            applied = await kube.apply(manifest)
-            if kind == "Deployment":
-                deployment = applied
-            continue
-        existing = await kube.get(kind, owner.namespace, owner.name)
-        owners = (existing or {}).get("metadata", {}).get("ownerReferences") or []
-        if any(ref.get("uid") == owner.uid for ref in owners):
-            await kube.delete(kind, owner.namespace, owner.name)
+    for manifest in todo.apply:
+        applied = await kube.apply(manifest)
+        if manifest["kind"] == "Deployment":
+            deployment = applied
+    for kind, name in todo.delete:
+        await kube.delete(kind, owner.namespace, name)
     return deployment
 
 
@@ -65,39 +72,52 @@ async def _warn(kube: Kube, body: dict[str, Any], reason: str, message: str) -> 
         logger.warning("could not post event %s: %s", reason, exc)
 
 
-async def reconcile(kube: Kube, settings: OperatorSettings, body: dict[str, Any]) -> list[conditions.Condition]:
+def _unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
+    return all(current.get(key) == value for key, value in update.items())
+
+
+async def reconcile(
+    kube: Kube, settings: OperatorSettings, body: dict[str, Any], observed: Observed
+) -> list[conditions.Condition]:
     meta = body["metadata"]
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation") or 1)
     owner = resources.Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
     spec, problems = conditions.validate(body.get("spec") or {}, settings.reranker_image)
     apply_error: str | None = None
-    deployment: dict[str, Any] | None = None
+    deployment = observed.children.get(("Deployment", name))
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
-        desired = resources.children(owner, spec, profile, image, settings.default_redis_url)
+        desired = ownership.desired_children(
+            owner, spec, profile, image, settings.default_redis_url, observed.endpoints
+        )
         try:
-            deployment = await _apply_children(kube, owner, desired)
+            deployment = (
+                await _converge(kube, owner, ownership.plan(desired, observed.children, owner.uid)) or deployment
+            )
         except KubeError as exc:
             apply_error = str(exc)
             logger.error("applying children of %s/%s failed: %s", namespace, name, exc)
         status["profile"] = profiles.summary(profile)
         status["url"] = resources.service_url(owner, spec)
-    min_replicas = spec.replicas.min if spec else 1
+        status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
     computed = conditions.compute(
         generation=generation,
         problems=problems,
         apply_error=apply_error,
         deployment=deployment,
-        min_replicas=min_replicas,
+        min_replicas=spec.replicas.min if spec else 1,
     )
-    previous = (body.get("status") or {}).get("conditions") or []
+    current = body.get("status") or {}
+    previous = current.get("conditions") or []
     status["conditions"] = conditions.render(computed, generation, previous, _now())
     deploy_status = (deployment or {}).get("status") or {}
     status["replicas"] = int(deploy_status.get("replicas") or 0)
     status["readyReplicas"] = int(deploy_status.get("readyReplicas") or 0)
     status["replicaSummary"] = f"{status['readyReplicas']}/{status['replicas']}"
+    if _unchanged(current, status):
+        return computed
     try:
         await kube.patch_status("Reranker", namespace, name, status)
     except KubeError as exc:
@@ -105,9 +125,6 @@ async def reconcile(kube: Kube, settings: OperatorSettings, body: dict[str, Any]
             raise
         logger.info("%s/%s was deleted while reconciling", namespace, name)
         return computed
-
-    if spec is not None and not problems and apply_error is None:
-        await external.sync_slices(kube, body)  # external endpoints join the (re)created Service
 
     degraded = next(c for c in computed if c.type == "Degraded")
     was: dict[str, Any] = next((c for c in previous if c.get("type") == "Degraded"), {})

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reranker_contract import server_env as env_names
+from reranker_contract.health import LIVE_PATH, READY_PATH
+
 from .models import API_VERSION, KIND, RerankerSpec
 from .profiles import HardwareProfile, ProbeTiming
 
@@ -15,10 +18,7 @@ MANAGED_BY = "reranker-operator"
 CONTAINER_PORT = 8000
 MODEL_CACHE_DIR = "/models"
 # Variables the operator sets from spec fields; spec.env may not override them.
-RESERVED_ENV = frozenset(
-    {"HOST", "PORT", "MODEL_NAME", "MODEL_REVISION", "SHUTDOWN_DELAY", "SHUTDOWN_GRACE", "HF_HOME",
-     "ENABLE_DISTRIBUTED", "REDIS_URL"}
-)  # fmt: skip
+RESERVED_ENV = env_names.RESERVED
 Manifest = dict[str, Any]
 
 
@@ -76,14 +76,14 @@ def cache_env(spec: RerankerSpec, default_redis_url: str | None) -> list[dict[st
     redis = spec.cache.redis if spec.cache else None
     if redis is None and not default_redis_url:
         return []
-    env: list[dict[str, Any]] = [{"name": "ENABLE_DISTRIBUTED", "value": "true"}]
+    env: list[dict[str, Any]] = [{"name": env_names.ENABLE_DISTRIBUTED, "value": "true"}]
     if redis is not None and redis.url_secret_ref is not None:
         ref = redis.url_secret_ref
-        env.append({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        env.append({"name": env_names.REDIS_URL, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     else:
-        env.append({"name": "REDIS_URL", "value": (redis.url if redis else None) or default_redis_url})
+        env.append({"name": env_names.REDIS_URL, "value": (redis.url if redis else None) or default_redis_url})
     if redis is not None and redis.ttl_seconds:
-        env.append({"name": "REDIS_TTL_SECONDS", "value": str(redis.ttl_seconds)})
+        env.append({"name": env_names.REDIS_TTL_SECONDS, "value": str(redis.ttl_seconds)})
     return env
 
 
@@ -93,26 +93,26 @@ def server_env(
     """Environment of the server container: profile tuning, the shared cache, then the user's extra variables."""
     threads = str(profile.cpu_threads)
     managed = {
-        "HOST": "0.0.0.0",
-        "PORT": str(CONTAINER_PORT),
-        "MODEL_NAME": spec.model.name,
-        "DTYPE": profile.dtype,
-        "BATCH_SIZE": str(profile.batch_size),
-        "MAX_BATCH_TOKENS": str(profile.max_batch_tokens),
-        "MAX_PARALLEL_REQUESTS": str(profile.max_parallel_requests),
-        "MAX_QUEUE_SIZE": str(profile.max_queue_size),
-        "CACHE_SIZE": str(profile.cache_size),
-        "SHUTDOWN_DELAY": "1",  # preStop already waited drain_seconds; fail /ready briefly, then close
-        "SHUTDOWN_GRACE": str(profile.shutdown_grace_seconds),
-        "HF_HOME": f"{MODEL_CACHE_DIR}/hf",
-        "TORCH_THREADS": threads,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
+        env_names.HOST: "0.0.0.0",
+        env_names.PORT: str(CONTAINER_PORT),
+        env_names.MODEL_NAME: spec.model.name,
+        env_names.DTYPE: profile.dtype,
+        env_names.BATCH_SIZE: str(profile.batch_size),
+        env_names.MAX_BATCH_TOKENS: str(profile.max_batch_tokens),
+        env_names.MAX_PARALLEL_REQUESTS: str(profile.max_parallel_requests),
+        env_names.MAX_QUEUE_SIZE: str(profile.max_queue_size),
+        env_names.CACHE_SIZE: str(profile.cache_size),
+        env_names.SHUTDOWN_DELAY: "1",  # preStop already waited drain_seconds; fail /ready briefly, then close
+        env_names.SHUTDOWN_GRACE: str(profile.shutdown_grace_seconds),
+        env_names.HF_HOME: f"{MODEL_CACHE_DIR}/hf",
+        env_names.TORCH_THREADS: threads,
+        env_names.OMP_NUM_THREADS: threads,
+        env_names.MKL_NUM_THREADS: threads,
     }
     if spec.model.revision:
-        managed["MODEL_REVISION"] = spec.model.revision
+        managed[env_names.MODEL_REVISION] = spec.model.revision
     if profile.hardware_class == "nvidia-gpu":
-        managed["DEVICE_PREFERENCE"] = "cuda"
+        managed[env_names.DEVICE_PREFERENCE] = "cuda"
     user = {var.name: var for var in spec.env}
     env: list[dict[str, Any]] = []
     for name, value in managed.items():
@@ -158,9 +158,9 @@ def deployment(
                 "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
                 "env": server_env(spec, profile, default_redis_url),
                 "resources": resources,
-                "startupProbe": _probe("/ready", profile.startup),
-                "readinessProbe": _probe("/ready", profile.readiness),
-                "livenessProbe": _probe("/live", profile.liveness),
+                "startupProbe": _probe(READY_PATH, profile.startup),
+                "readinessProbe": _probe(READY_PATH, profile.readiness),
+                "livenessProbe": _probe(LIVE_PATH, profile.liveness),
                 # terminating pods leave the Service's endpoints; the sleep lets every proxy see
                 # that before SIGTERM, after which the server finishes what it has in flight
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(profile.drain_seconds)]}}},
@@ -273,15 +273,3 @@ def pdb(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest 
 
 def service_url(owner: Owner, spec: RerankerSpec) -> str:
     return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
-
-
-def children(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, default_redis_url: str | None = None
-) -> dict[str, Manifest | None]:
-    """Every child by kind; None means it must not exist (and is deleted if it does)."""
-    return {
-        "Deployment": deployment(owner, spec, profile, image, default_redis_url),
-        "Service": service(owner, spec, profile),
-        "HorizontalPodAutoscaler": hpa(owner, spec, profile),
-        "PodDisruptionBudget": pdb(owner, spec, profile),
-    }

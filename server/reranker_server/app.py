@@ -85,9 +85,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _register(settings: Settings) -> Any:
-    from .registration import Registrar, kube_client
+    from reranker_contract.kubeconfig import api_client
 
-    registrar = Registrar(settings, kube_client(), capacity=settings.max_parallel_requests)
+    from .registration import Registrar
+
+    registrar = Registrar(settings, api_client(timeout=10.0), capacity=settings.max_parallel_requests)
     await registrar.start()
     return registrar
 

@@ -14,16 +14,18 @@ import json
 import logging
 import re
 import socket
-import ssl
 from typing import Any
 
 import httpx
+
+from reranker_contract.api import ENDPOINT_PLURAL, GROUP, VERSION
+from reranker_contract.endpoint import EndpointSpec, lease_manifest
 
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 FIELD_MANAGER = "reranker-server"
-ENDPOINTS = "/apis/reranker.dev/v1alpha1/namespaces/{ns}/rerankerendpoints"
+ENDPOINTS = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{ENDPOINT_PLURAL}"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 # What a registrar needs (the chart's registrar Role is tested against this):
 # server-side apply that may create (create, patch), and withdrawal (delete).
@@ -47,34 +49,6 @@ def default_endpoint_name(reranker: str) -> str:
     return f"{reranker}-{host}"[:63].rstrip("-")
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def kube_client(timeout: float = 10.0) -> httpx.AsyncClient:
-    """An HTTP client for the API server with the credentials kubernetes' loaders find."""
-    from kubernetes import config as kube_config
-    from kubernetes.client import Configuration
-
-    configuration = Configuration()
-    try:
-        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    headers = {}
-    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix(
-        "BearerToken"
-    )
-    if token:
-        headers["Authorization"] = token
-    verify: ssl.SSLContext | bool = configuration.verify_ssl
-    if configuration.verify_ssl and configuration.host.startswith("https"):
-        verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        if configuration.cert_file:
-            verify.load_cert_chain(configuration.cert_file, configuration.key_file)
-    return httpx.AsyncClient(base_url=configuration.host, headers=headers, verify=verify, timeout=timeout)
-
-
 class Registrar:
     def __init__(self, settings: Settings, client: httpx.AsyncClient, capacity: int) -> None:
         assert settings.reranker and settings.advertise_address
@@ -87,32 +61,20 @@ class Registrar:
         self._renewer: asyncio.Task[None] | None = None
 
     def endpoint(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "reranker.dev/v1alpha1",
-            "kind": "RerankerEndpoint",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "rerankerRef": {"name": self.settings.reranker},
-                "address": self.address,
-                "port": self.port,
-                "scheme": "http",
-                "hardwareClass": "apple-silicon",
-                "capacity": self.capacity,
-                "leaseName": self.name,
-            },
-        }
+        assert self.settings.reranker
+        spec = EndpointSpec(
+            reranker=self.settings.reranker,
+            address=self.address,
+            port=self.port,
+            capacity=self.capacity,
+            lease_name=self.name,
+        )
+        return spec.manifest(self.name, self.namespace)
 
     def lease(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "holderIdentity": f"{socket.gethostname()}/{self.address}:{self.port}",
-                "leaseDurationSeconds": self.settings.lease_seconds,
-                "renewTime": _now(),
-            },
-        }
+        holder = f"{socket.gethostname()}/{self.address}:{self.port}"
+        now = datetime.datetime.now(datetime.UTC)
+        return lease_manifest(self.name, self.namespace, holder, self.settings.lease_seconds, now)
 
     async def _apply(self, collection: str, manifest: dict[str, Any]) -> None:
         response = await self.client.patch(

@@ -1,6 +1,13 @@
-"""kmock's Kubernetes emulator, taught the few API-server behaviours the operator relies on.
+"""kmock's Kubernetes emulator, taught what a real kube-apiserver does that the operator relies on.
 
-kmock stores objects and streams watch events, merging patches as plain dicts. On top of it:
+Every behaviour here was learned from a real API server (Kubernetes 1.36) rejecting code that
+passed against a plainer emulator. What it reproduces:
+- RBAC: each request is authorized as the real server would (GET -> get/list/watch, POST ->
+  create, PATCH -> patch, DELETE -> delete/deletecollection; a server-side apply that creates
+  the object needs ``create`` too) against the roles the Helm chart renders, for the operator's
+  and the registrar's ServiceAccounts (by bearer token); a refusal is a 403 ``Forbidden`` Status
+  and is recorded in ``denied`` (the operator fixtures fail on any);
+- the CRDs in ``crds/`` are served as customresourcedefinitions (kopf lists and watches them);
 - server-side apply (``application/apply-patch+yaml``) creates a missing object;
 - new objects get a uid, creationTimestamp, resourceVersion, generation and the URL's namespace
   (and generateName works);
@@ -9,11 +16,23 @@ kmock stores objects and streams watch events, merging patches as plain dicts. O
 - list honours an equality-based labelSelector;
 - deleting an owner deletes what names it in ``ownerReferences``, and an object created for an
   owner that is already gone is deleted too (the garbage collector's job).
+
+What it does not (checked elsewhere, or not at all):
+- CRD schemas, defaults and CEL rules on writes: ``tests/operator/cel.py`` evaluates every rule
+  with a real CEL implementation, on the defaults, the examples and a table of specs;
+- structural schema pruning of unknown fields, and defaulting of stored objects;
+- SSA field ownership and list merge keys (an apply is merged like a JSON merge patch);
+- built-in controllers (no Pods, no Deployment status unless a test writes it, no HPA);
+- admission webhooks, quotas, aggregated ClusterRoles, RBAC on non-resource URLs (discovery
+  is open, as the ``system:discovery`` role makes it);
+- requests without a token are the test harness acting as cluster-admin (a real server would
+  call them anonymous).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import datetime
@@ -27,7 +46,13 @@ from typing import Any
 
 import aiohttp.web
 import kmock
+import yaml
 from kmock._internal.dicts import patch_dict  # the same merge kmock applies to the stored object
+
+from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, REGISTRAR_TOKEN, Authorizer, Denial
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 
 # Every kind the operator reads, writes or watches, as discovery lists them.
 RESOURCES: dict[str, dict[str, Any]] = {
@@ -41,36 +66,40 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "coordination.k8s.io/v1/leases": {"kind": "Lease", "subresources": set()},
     "v1/events": {"kind": "Event", "subresources": set()},
     "v1/namespaces": {"kind": "Namespace", "subresources": set(), "namespaced": False},
+    CRDS: {"kind": "CustomResourceDefinition", "subresources": {"status"}, "namespaced": False},
 }
 _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
 
 
 @contextlib.asynccontextmanager
 async def running_operator(url: str, workdir: Path, settings: dict[str, str]) -> AsyncIterator[tuple[Path, Path]]:
-    """A real ``reranker-operator`` process pointed at the emulator at ``url``.
+    """A real ``reranker-operator`` process pointed at the emulator at ``url``, as the chart's
+    operator ServiceAccount.
 
-    Yields (kubeconfig, operator log); ``settings`` are its environment variables.
+    Yields (a registrar's kubeconfig, operator log); ``settings`` are its environment variables.
     """
     kubeconfig, log = workdir / "kubeconfig", workdir / "operator.log"
-    write_kubeconfig(kubeconfig, url)
+    write_kubeconfig(kubeconfig, url, OPERATOR_TOKEN)
+    registrar = workdir / "registrar.kubeconfig"
+    write_kubeconfig(registrar, url, REGISTRAR_TOKEN)
     env = os.environ | {"KUBECONFIG": str(kubeconfig), "RERANKER_IMAGE": "reranker-server:test"} | settings
     with log.open("w") as sink:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "reranker_operator", "--all-namespaces", env=env, stdout=sink, stderr=sink
         )
         try:
-            yield kubeconfig, log
+            yield registrar, log
         finally:
             proc.terminate()
             await proc.wait()
 
 
-def write_kubeconfig(path: Any, url: str) -> None:
-    """A kubeconfig that points kopf, the operator and registrars at the emulator."""
+def write_kubeconfig(path: Any, url: str, token: str) -> None:
+    """A kubeconfig that points kopf, the operator or a registrar at the emulator as ``token``'s user."""
     path.write_text(
         "apiVersion: v1\nkind: Config\n"
         f"clusters: [{{name: emu, cluster: {{server: '{url}'}}}}]\n"
-        "users: [{name: op, user: {token: test-token}}]\n"
+        f"users: [{{name: op, user: {{token: {token}}}}}]\n"
         "contexts: [{name: emu, context: {cluster: emu, user: op}}]\ncurrent-context: emu\n"
     )
 
@@ -86,6 +115,57 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 subresources=info["subresources"],
             )
         self._versions = itertools.count(1)
+        for path in sorted((REPO / "crds").glob("*.yaml")):
+            crd = yaml.safe_load(path.read_text())
+            self.objects[CRDS, None, crd["metadata"]["name"]] = crd
+        self.authorizer: Authorizer | None = None
+        self.denied: list[Denial] = []
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (user, verb, resource)
+
+    def enforce_rbac(self, authorizer: Authorizer) -> None:
+        """From now on, authorize every request as the real API server would."""
+        self.authorizer = authorizer
+
+    def _authorize(self, request: kmock.Request) -> aiohttp.web.Response | None:
+        """Count the request; refuse it (403) when the caller's roles don't allow every verb it needs."""
+        resource = request.resource
+        if resource is None or not resource.plural:
+            return None  # discovery (/api, /apis/GROUP/VERSION): open to every authenticated caller
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        user = self.authorizer.user(token) if self.authorizer else ADMIN
+        plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        verbs = self._verbs(request)
+        for verb in verbs:
+            self.requests[user, verb, f"{resource.group}/{plural}".lstrip("/")] += 1
+        if self.authorizer is None or user == ADMIN:
+            return None
+        for verb in verbs:
+            denial = self.authorizer.check(user, verb, resource.group or "", plural, request.namespace, request.name)
+            if denial is not None:
+                self.denied.append(denial)
+                status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": denial.message,
+                          "reason": "Forbidden", "code": 403}  # fmt: skip
+                return aiohttp.web.json_response(status, status=403)
+        return None
+
+    def _verbs(self, request: kmock.Request) -> list[str]:
+        method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+        if method == "GET":
+            if request.params.get("watch") in ("true", "1"):
+                return ["watch"]
+            return ["get"] if request.name else ["list"]
+        if method == "POST":
+            return ["create"]
+        if method == "PUT":
+            return ["update"]
+        if method == "DELETE":
+            return ["delete"] if request.name else ["deletecollection"]
+        if method == "PATCH":
+            key = (request.resource, request.namespace, request.name)
+            exists = key in self._objects and not self._objects[key].deleted
+            applying = "apply-patch" in (request.headers.get("Content-Type") or "")
+            return ["patch"] if exists or not applying else ["patch", "create"]
+        return [method.lower()]
 
     def _stamp(self, obj: dict[str, Any], namespace: str | None) -> None:
         meta = obj.setdefault("metadata", {})
@@ -99,6 +179,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["resourceVersion"] = str(next(self._versions))
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
         if request.resource is None:
             return await super()._handle(request)
         action = request.action

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from reranker_operator import conditions, profiles, resources
+from reranker_operator import conditions, ownership, profiles, resources
 from reranker_operator.models import RerankerSpec
+from reranker_operator.profiles import HardwareProfile
 from tests.operator.manifests import validate_builtin
 
 OWNER = resources.Owner(name="search", namespace="rag", uid="1234-5678")
@@ -18,9 +19,17 @@ def spec(**fields: Any) -> RerankerSpec:
     return RerankerSpec.model_validate({"model": {"name": "BAAI/bge-reranker-base"}} | fields)
 
 
+def children(
+    s: RerankerSpec, profile: HardwareProfile | None = None, image: str = "img", redis: str | None = None
+) -> dict[str, Any]:
+    """The desired children named like the Reranker, by kind (None: must not exist)."""
+    desired = ownership.desired_children(OWNER, s, profile or profiles.resolve(s), image, redis, [])
+    kinds = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+    return {kind: desired.get((kind, OWNER.name)) for kind in kinds}
+
+
 def build(**fields: Any) -> dict[str, Any]:
-    s = spec(**fields)
-    return resources.children(OWNER, s, profiles.resolve(s), "ghcr.io/acme/reranker-server:1.0")
+    return children(spec(**fields), image="ghcr.io/acme/reranker-server:1.0")
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -122,13 +131,13 @@ def test_spec_overrides_the_profile() -> None:
     profile = profiles.resolve(s)
     assert (profile.batch_size, profile.max_batch_tokens, profile.dtype) == (8, 4096, "float32")
     assert profile.cpu_threads == 2  # 1500m rounds up
-    children = resources.children(OWNER, s, profile, "img")
-    env = env_of(children["Deployment"])
+    built = children(s, profile)
+    env = env_of(built["Deployment"])
     assert env["BATCH_SIZE"] == "4"  # an explicit env var wins over tuning
     assert env["MAX_PARALLEL_REQUESTS"] == "3"
     hpa_targets = {
         m["type"]: m.get("pods", m.get("resource"))["target"]
-        for m in children["HorizontalPodAutoscaler"]["spec"]["metrics"]
+        for m in built["HorizontalPodAutoscaler"]["spec"]["metrics"]
     }
     assert hpa_targets["Pods"]["averageValue"] == "2"
     assert hpa_targets["Resource"]["averageUtilization"] == 50
@@ -136,21 +145,19 @@ def test_spec_overrides_the_profile() -> None:
 
 def test_redis_cache_wiring() -> None:
     s = spec(cache={"redis": {"urlSecretRef": {"name": "redis", "key": "url"}, "ttlSeconds": 600}})
-    env = env_of(resources.children(OWNER, s, profiles.resolve(s), "img")["Deployment"])
+    env = env_of(children(s)["Deployment"])
     assert env["ENABLE_DISTRIBUTED"] == "true"
     assert env["REDIS_URL"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
     assert env["REDIS_TTL_SECONDS"] == "600"
     plain = spec(cache={"redis": {"url": "redis://r:6379/0"}})
-    assert env_of(resources.children(OWNER, plain, profiles.resolve(plain), "img")["Deployment"])["REDIS_URL"] == (
-        "redis://r:6379/0"
-    )
+    assert env_of(children(plain)["Deployment"])["REDIS_URL"] == ("redis://r:6379/0")
     default = spec()
-    with_default = resources.children(OWNER, default, profiles.resolve(default), "img", "redis://fleet:6379/0")
+    with_default = children(default, redis="redis://fleet:6379/0")
     assert env_of(with_default["Deployment"])["REDIS_URL"] == "redis://fleet:6379/0"
     assert "ENABLE_DISTRIBUTED" not in env_of(build()["Deployment"])
     _, problems = conditions.validate({"model": {"name": "m"}, "cache": {"redis": {}}}, "img")
     assert problems and "exactly one of url and urlSecretRef" in problems[0]
-    validate_builtin(resources.children(OWNER, s, profiles.resolve(s), "img")["Deployment"])
+    validate_builtin(children(s)["Deployment"])
 
 
 def test_pdb_only_from_two_replicas_and_no_hpa_when_disabled() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reranker_operator import rbac
+from reranker_operator import ownership, rbac
 from reranker_operator.kube import KINDS
 from tests.operator.manifests import REPO, load_crds, validate_any, validate_builtin, validate_custom
 
@@ -30,7 +30,35 @@ def test_reranker_crd_shape() -> None:
     assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Class", "Ready", "Replicas", "Age"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["hardwareClass"]["enum"] == ["cpu", "nvidia-gpu"]
-    assert spec["properties"]["replicas"]["x-kubernetes-validations"][0]["rule"] == "self.min <= self.max"
+
+
+def test_no_category_shadows_a_resource_name() -> None:
+    """kubectl resolves a category before a singular: `kubectl get reranker NAME` broke when a
+    category was called "reranker" ("you must specify only one resource")."""
+    crds = load_crds().values()
+    names = {
+        name
+        for crd in crds
+        for name in (crd["spec"]["names"]["singular"], crd["spec"]["names"]["plural"],
+                     crd["spec"]["names"]["kind"].lower(), *crd["spec"]["names"].get("shortNames", []))
+    }  # fmt: skip
+    categories = {c for crd in crds for c in crd["spec"]["names"].get("categories", [])}
+    assert not categories & names, categories & names
+    assert {"rr", "reranker", "rre", "rerankerendpoint"} <= names
+
+
+def test_readme_kubectl_lines_name_real_resources() -> None:
+    """Every `kubectl get X` in the README names a resource, short name or category we declare."""
+    import re
+
+    crds = load_crds().values()
+    known = {"pods", "deployments", "services", "svc", "endpointslices", "hpa", "events", "all"}
+    for crd in crds:
+        n = crd["spec"]["names"]
+        known |= {n["singular"], n["plural"], *n.get("shortNames", []), *n.get("categories", [])}
+    used = re.findall(r"kubectl get ([a-z.-]+)", (REPO / "README.md").read_text())
+    assert used
+    assert set(used) <= known, set(used) - known
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
@@ -65,9 +93,9 @@ def test_every_example_class_is_covered() -> None:
 
 def test_rbac_list_covers_every_kind_the_operator_writes() -> None:
     granted = rbac.merged()
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+    for kind in ownership.OWNED_KINDS:  # cached (list, watch), applied (create, patch), pruned (delete)
         rtype = KINDS[kind]
-        assert {"get", "patch", "delete"} <= granted[(rtype.group, rtype.plural)], kind
+        assert {"list", "watch", "create", "patch", "delete"} <= granted[(rtype.group, rtype.plural)], kind
     assert "patch" in granted[("reranker.dev", "rerankers/status")]
     assert "create" in granted[("", "events")]
     assert all(rule.purpose in ("framework", "application") for rule in rbac.RULES)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from reranker_contract.endpoint import lease_expired
 from reranker_operator import endpoints
 from reranker_operator.endpoints import ProbeResult, Thresholds
-from reranker_operator.external import lease_expired
 from reranker_operator.resources import Owner
 from tests.operator.manifests import validate_builtin, validate_custom
 

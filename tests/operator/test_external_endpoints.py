@@ -26,9 +26,10 @@ import pytest
 from tests.conftest import free_port
 from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.manifests import validate_builtin
+from tests.operator.rbac import chart_authorizer
 from tests.operator.test_operator_emulated import Cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.helm]
 PROBE_INTERVAL = 1.0
 SLICES = "discovery.k8s.io/v1/endpointslices"
 
@@ -107,6 +108,7 @@ class MacMini:
 async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterator[tuple[Cluster, Any]]:
     ns, host_ip, peer_ip = test_host
     async with ApiServerEmulator() as api, kmock.Server(api, host=host_ip) as server:
+        api.enforce_rbac(chart_authorizer())  # the operator and the registrars as the chart's ServiceAccounts
         url = f"http://{host_ip}:{server.port}"
         settings = {"PROBE_INTERVAL": str(PROBE_INTERVAL), "PROBE_TIMEOUT": "0.5", "LIVENESS_PORT": str(free_port())}
         minis: list[MacMini] = []
@@ -123,6 +125,7 @@ async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterato
                 finally:
                     for mini in minis:
                         await mini.stop(signal.SIGKILL)
+        assert api.denied == [], "\n".join(d.message for d in api.denied)
 
 
 def slice_endpoints(cluster: Cluster, service: str) -> dict[str, bool]:

@@ -15,8 +15,9 @@ import pytest
 from tests.conftest import free_port
 from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.manifests import validate_builtin
+from tests.operator.rbac import chart_authorizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.helm]  # helm renders the chart's RBAC the emulator enforces
 
 RERANKERS = "/apis/reranker.dev/v1alpha1/namespaces/search/rerankers"
 DEPLOYMENTS, SERVICES = "apps/v1/deployments", "v1/services"
@@ -63,6 +64,7 @@ class Cluster:
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with ApiServerEmulator() as api, kmock.Server(api) as server:
+        api.enforce_rbac(chart_authorizer())
         url = str(server.url).rstrip("/")
         settings = {"DRIFT_INTERVAL": "1", "LIVENESS_PORT": str(free_port())}
         async with (
@@ -70,6 +72,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             httpx.AsyncClient(base_url=url, timeout=10) as client,
         ):
             yield Cluster(api, client, log)
+        # under the chart's own ServiceAccount, nothing the operator (or kopf) asked for was refused
+        assert api.denied == [], "\n".join(d.message for d in api.denied)
 
 
 async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
@@ -85,10 +89,13 @@ async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
     ready = cluster.condition("minilm", "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "WaitingForReplicas")
 
-    # the Deployment reports ready pods (a kubelet would): Ready turns True
-    cluster.api.objects["apps/v1/deployments", "search", "minilm"].patch(
-        {"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}}
+    # the Deployment reports ready pods (the deployment controller would): Ready turns True
+    response = await cluster.client.patch(
+        "/apis/apps/v1/namespaces/search/deployments/minilm/status",
+        json={"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}},
+        headers={"Content-Type": "application/merge-patch+json"},
     )
+    assert response.status_code == 200, response.text
     await cluster.eventually(lambda: cluster.condition("minilm", "Ready").get("status") == "True")
 
     # spec change: children change
