@@ -9,7 +9,7 @@ wanted sends nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -42,6 +42,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.background.instant_exit_timeout = 1.0
     settings.background.cancellation_polling = 2.0
     memo.kube = Kube.from_environment(SETTINGS.field_manager)
+    memo.statuses = {}  # Reranker uid -> the status last written
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
 
 
@@ -87,26 +88,37 @@ def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | Non
     return found
 
 
-def _observed(indexes: Mapping[str, Any], namespace: str | None, name: str) -> Observed:
+def _observed(
+    indexes: Mapping[str, Any],
+    memo: kopf.Memo,
+    reranker: dict[str, Any],
+    scope: Callable[[ownership.ChildKey], bool] | None = None,
+) -> Observed:
+    """What the caches hold for ``reranker``, and the status this process last wrote for it."""
+    meta = reranker["metadata"]
+    key, uid = (meta["namespace"], meta["name"]), meta.get("uid", "")
     children = {
         (kind, child["metadata"]["name"]): child
         for kind in ownership.OWNED_KINDS
-        for child in indexes[_index_id(kind)].get((namespace, name), ())
+        for child in indexes[_index_id(kind)].get(key, ())
     }
-    registered = [
-        e
-        for e in indexes["registered_endpoints"].get((namespace, name), ())
-        if not e["metadata"].get("deletionTimestamp")
-    ]
-    return Observed(children, registered)
+    registered = [e for e in indexes["registered_endpoints"].get(key, ()) if not e["metadata"].get("deletionTimestamp")]
+    statuses: dict[str, dict[str, Any]] = memo.statuses  # by uid: a new Reranker of the same name starts afresh
+    return Observed(children, registered, scope, statuses.get(uid), lambda status: statuses.__setitem__(uid, status))
 
 
-async def _reconcile_cached(memo: kopf.Memo, indexes: Mapping[str, Any], namespace: str, name: str) -> None:
+async def _reconcile_cached(
+    memo: kopf.Memo,
+    indexes: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    scope: Callable[[ownership.ChildKey], bool] | None = None,
+) -> None:
     """Reconcile a Reranker as the caches hold it; nothing if it is gone or going."""
     reranker = _one(indexes["rerankers"], (namespace, name))
     if reranker is None or reranker["metadata"].get("deletionTimestamp"):
         return
-    await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, namespace, name))
+    await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, scope))
 
 
 # --- Rerankers ---------------------------------------------------------------------------------
@@ -116,7 +128,8 @@ async def _reconcile_cached(memo: kopf.Memo, indexes: Mapping[str, Any], namespa
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_reranker(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await reconcile(memo.kube, SETTINGS, _trimmed(body), _observed(kwargs, namespace or "", name))
+    reranker = _trimmed(body)
+    await reconcile(memo.kube, SETTINGS, reranker, _observed(kwargs, memo, reranker))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
@@ -128,12 +141,14 @@ async def drift_check(namespace: str | None, name: str, memo: kopf.Memo, **kwarg
 # --- children: a change or deletion by anyone else is put right ----------------------------------
 
 
-async def child_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def child_changed(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Put this child right if it drifted (or went), and refresh the owner's status."""
     owner = ownership.controller_name(dict(body))
     reranker = _one(kwargs["rerankers"], (namespace or "", owner)) if owner else None
     # the same Reranker (not an older one with the same name whose children the GC hasn't taken)
     if owner and reranker and ownership.owned_by(dict(body), reranker["metadata"].get("uid", "")):
-        await _reconcile_cached(memo, kwargs, namespace or "", owner)
+        this = (str(body.get("kind")), name)
+        await _reconcile_cached(memo, kwargs, namespace or "", owner, scope=lambda key: key == this)
 
 
 for _kind in ownership.OWNED_KINDS:
@@ -163,4 +178,7 @@ async def endpoint_changed(body: kopf.Body, namespace: str | None, memo: kopf.Me
     """Registered, probed, withdrawn: the Reranker's slices and counts follow from the caches."""
     reranker = EndpointSpec.from_manifest(dict(body)).reranker
     if reranker:
-        await _reconcile_cached(memo, kwargs, namespace or "", reranker)
+        external = ("Service", f"{reranker}-external")
+        await _reconcile_cached(
+            memo, kwargs, namespace or "", reranker, scope=lambda key: key[0] == "EndpointSlice" or key == external
+        )

@@ -8,6 +8,7 @@ its controlling owner reference (the garbage collector removes them with it) and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,18 @@ class Plan:
     delete: list[ChildKey]  # ours, and no longer wanted
 
 
-def plan(desired: dict[ChildKey, Manifest], live: dict[ChildKey, dict[str, Any]], owner_uid: str) -> Plan:
-    """What to send so that ``live`` becomes ``desired``: nothing when they already agree."""
+def plan(
+    desired: dict[ChildKey, Manifest],
+    live: dict[ChildKey, dict[str, Any]],
+    owner_uid: str,
+    scope: Callable[[ChildKey], bool] | None = None,
+) -> Plan:
+    """What to send so that ``live`` becomes ``desired`` (within ``scope``): nothing when they agree."""
     apply = [m for key, m in desired.items() if key not in live or not contains(live[key], m)]
     delete = [key for key, child in live.items() if key not in desired and owned_by(child, owner_uid)]
+    if scope is not None:
+        apply = [m for m in apply if scope((m["kind"], m["metadata"]["name"]))]
+        delete = [key for key in delete if scope(key)]
     return Plan(apply, delete)
 
 

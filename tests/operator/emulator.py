@@ -120,7 +120,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             self.objects[CRDS, None, crd["metadata"]["name"]] = crd
         self.authorizer: Authorizer | None = None
         self.denied: list[Denial] = []
-        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (user, verb, resource)
+        # (user, verbs, resource) -> count; an apply that creates is "patch+create"
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
     def enforce_rbac(self, authorizer: Authorizer) -> None:
         """From now on, authorize every request as the real API server would."""
@@ -132,11 +133,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if resource is None or not resource.plural:
             return None  # discovery (/api, /apis/GROUP/VERSION): open to every authenticated caller
         token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        user = self.authorizer.user(token) if self.authorizer else ADMIN
+        user = self.authorizer.user(token) if self.authorizer else (token or ADMIN)
         plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
         verbs = self._verbs(request)
-        for verb in verbs:
-            self.requests[user, verb, f"{resource.group}/{plural}".lstrip("/")] += 1
+        self.requests[user, "+".join(verbs), f"{resource.group}/{plural}".lstrip("/")] += 1
         if self.authorizer is None or user == ADMIN:
             return None
         for verb in verbs:
@@ -179,6 +179,19 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["resourceVersion"] = str(next(self._versions))
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        try:
+            return await self._serve(request)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: kmock.Request) -> None:
+        """Drop a served request from kmock's history: kmock matches each new request against
+        every past one (quadratic), which made 100 Rerankers take a minute. Nothing here asserts
+        on that history; ``requests`` counts what was asked."""
+        for log in (self._requests, *(payload._requests for payload in self._payloads)):
+            log[:] = [r for r in log if r is not request]
+
+    async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         refused = self._authorize(request)
         if refused is not None:
             return refused
