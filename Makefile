@@ -10,17 +10,23 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run setup dev system-deps tools test lint fixtures e2e image-test clean
 
+# Each step says what it does; pip shows its progress (a silent 2-3 minute wait looked hung).
+PIP_INSTALL := $(PIP) install --progress-bar on --disable-pip-version-check
+
 $(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
 $(VENV)/.server: $(BIN)/python pyproject.toml
-	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e '.[server]'
+	@echo "==> installing $(TORCH) (the CPU build) and the server"
+	$(PIP_INSTALL) "$(TORCH)"
+	$(PIP_INSTALL) -e '.[server]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.server
-	$(PIP) install -q -e '.[server,mlx,operator,redis,dev]'
+	@echo "==> installing what the tests need (operator, mlx[cpu], redis client, linters)"
+	$(PIP_INSTALL) -e '.[server,mlx,operator,redis,dev]'
 	touch $@
 
 setup: $(VENV)/.server  ## install the server

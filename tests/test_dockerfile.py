@@ -77,3 +77,18 @@ def test_operator_image_has_no_torch_and_server_extra_installs_it() -> None:
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".cache", ".git"} <= set(ignored)
+
+
+def test_image_test_takes_its_mirror_from_apt_sources(tmp_path: Path) -> None:
+    from tests.test_images import apt_mirror
+
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# a comment: with a colon\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+    assert apt_mirror(sources=tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list").write_text("deb [signed-by=/k.gpg] http://other.example/debian bookworm main\n")
+    assert apt_mirror(sources=tmp_path) == "http://other.example/debian"
+    assert apt_mirror("trixie", sources=tmp_path) is None
+    assert "deb.debian.org" not in (REPO / "tests" / "test_images.py").read_text()

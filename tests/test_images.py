@@ -22,9 +22,28 @@ pytestmark = pytest.mark.image
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "localhost/reranker-test-base:bookworm"
-MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 WHEELS = Path("/opt/wheels")
+
+
+def apt_mirror(suite: str = SUITE, sources: Path = Path("/etc/apt")) -> str | None:
+    """The archive this machine's apt already uses for ``suite`` (one-line and deb822 formats),
+    so the image test uses whatever mirror the machine is configured with and names none."""
+    files = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]
+    for path in files:
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            parts = [p for p in line.split() if not p.startswith("[")]  # drop [signed-by=...] options
+            if len(parts) >= 3 and parts[0] == "deb" and parts[2] == suite:
+                return parts[1]
+    for path in sorted((sources / "sources.list.d").glob("*.sources")):
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            if "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split():
+                return fields["URIs"].split()[0].strip()
+    return None
 
 
 def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -41,10 +60,13 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
             pytest.skip(f"{tool} is not installed (apt-get install buildah debootstrap)")
     if buildah("inspect", "--type", "image", BASE, check=False).returncode == 0:
         return BASE
+    mirror = apt_mirror()
+    if mirror is None:
+        pytest.skip(f"no apt source for Debian {SUITE} on this machine to debootstrap from")
     rootfs = tmp_path_factory.mktemp("rootfs")
     subprocess.run(
         ["debootstrap", "--variant=minbase", "--include=python3,python3-pip,python-is-python3,ca-certificates",
-         "bookworm", str(rootfs), MIRROR],
+         SUITE, str(rootfs), mirror],
         check=True, capture_output=True,
     )  # fmt: skip
     container = buildah("from", "scratch").stdout.strip()

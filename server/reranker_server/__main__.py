@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import sys
 import types
 import typing
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from .app import create_app
 from .runtime import Runtime
@@ -80,11 +83,48 @@ class DrainingServer(uvicorn.Server):
 
         threading.Timer(self._shutdown_delay, super().handle_exit, (sig, frame)).start()
 
+    def stop_now(self) -> None:
+        """Shut down without draining (nothing was served: the model never loaded)."""
+        self.should_exit = True
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its variable and its flag."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = (Settings.model_fields[field].alias or field) if field in Settings.model_fields else field
+        where = f"{name.upper()} (--{name.replace('_', '-')})" if name else "settings"
+        given = f" (got {error['input']!r})" if name and not isinstance(error.get("input"), dict) else ""
+        lines.append(f"{where}: {error['msg']}{given}")
+    return lines
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listener before the model loads, so a taken port is said at once, plainly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == 98 else f"can't be used: {exc.strerror}"
+        raise SystemExit(f"reranker-server: {host}:{port} {reason} (set PORT / --port, HOST / --host)") from None
+    sock.set_inheritable(True)
+    return sock
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     overrides = vars(build_parser().parse_args(argv))
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for line in settings_errors(exc):
+            print(f"reranker-server: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = listen(settings.host, settings.port)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -92,9 +132,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
-        access_log=False,
+        access_log=settings.access_log,
     )
-    DrainingServer(config, app.state.runtime, settings.shutdown_delay).run()
+    runtime: Runtime = app.state.runtime
+    server = DrainingServer(config, runtime, settings.shutdown_delay)
+    runtime.on_failed = server.stop_now  # a model that can't load ends the process, not a zombie
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down cleanly and re-raised it
+        raise SystemExit(130) from None
+    if runtime.phase == "failed":
+        raise SystemExit(f"reranker-server: the model failed to load: {runtime.error}")
 
 
 if __name__ == "__main__":

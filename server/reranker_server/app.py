@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, metrics
@@ -72,10 +73,24 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """404, 405 and the like, in the same shape as every other error."""
+    assert isinstance(exc, StarletteHTTPException)
+    kinds = {404: "not_found", 405: "method_not_allowed"}
+    error = ApiError(exc.status_code, str(exc.detail), error_type=kinds.get(exc.status_code, "http"))
+    return JSONResponse(error.body(), status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # loc is ("body", <character offset>), not a field
+        position = first.get("loc", ("body", "?"))[-1]
+        context = first.get("ctx")
+        reason = context.get("error", "invalid JSON") if isinstance(context, dict) else "invalid JSON"
+        error = ApiError(422, f"body: invalid JSON at character {position}: {reason}", field="body")
+        return JSONResponse(error.body(), status_code=422)
     field = _field_path(tuple(first.get("loc", ())))
     error = ApiError(422, f"{field}: {first.get('msg')}", field=field)
     body = error.body() | {
@@ -122,5 +137,6 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     app.include_router(ops.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(RequestMetricsMiddleware, max_request_bytes=settings.max_request_bytes)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,6 +49,7 @@ class Runtime:
     model: LoadedModel | None = None
     service: RerankService | None = None
     batcher: Batcher | None = None
+    on_failed: Callable[[], None] | None = None  # told when the model can't load (the CLI exits)
     _loader: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -63,13 +65,32 @@ class Runtime:
         """Load (or adopt) the model in the background so /live answers while it loads."""
         self._loader = asyncio.get_running_loop().create_task(self._load(model), name="model-loader")
 
+    async def _load_with_retries(self, preloaded: LoadedModel | None) -> LoadedModel:
+        """Load and warm up; LOAD_RETRIES more tries (a hub that hiccups), doubling the wait each time."""
+        wait = self.settings.load_retry_seconds
+        for attempt in range(self.settings.load_retries + 1):
+            try:
+                model = preloaded if preloaded is not None else await asyncio.to_thread(load_model, self.settings)
+                await asyncio.to_thread(model.score_sync, "warm-up query", ["a short document", "another " * 64])
+                return model
+            except Exception as exc:
+                if attempt == self.settings.load_retries:
+                    raise
+                logger.warning("model failed to load (%s: %s); try %d of %d in %.0fs", type(exc).__name__, exc,
+                               attempt + 2, self.settings.load_retries + 1, wait)  # fmt: skip
+                await asyncio.sleep(wait)
+                wait *= 2
+        raise AssertionError("unreachable")
+
     async def _load(self, preloaded: LoadedModel | None) -> None:
         try:
-            model = preloaded if preloaded is not None else await asyncio.to_thread(load_model, self.settings)
-            await asyncio.to_thread(model.score_sync, "warm-up query", ["a short document", "another " * 64])
+            model = await self._load_with_retries(preloaded)
         except Exception as exc:
-            logger.exception("model failed to load")
             self.phase, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.error("the model failed to load: %s", self.error)  # one line; the traceback at debug
+            logger.debug("model load traceback", exc_info=True)
+            if self.on_failed is not None:
+                self.on_failed()
             return
         self.model = model
         self.batcher = Batcher(
@@ -88,16 +109,18 @@ class Runtime:
         ).set(1)
         if self.phase == "loading":
             self.phase = "ready"
+            logger.info("ready: %s (%s) on %s/%s, dtype %s", ckpt.model_id, ckpt.kind, backend.name, backend.device,
+                        backend.dtype)  # fmt: skip
 
     def begin_draining(self) -> None:
         self.phase = "draining"
         self.admission.draining = True
 
     def require_service(self) -> RerankService:
+        if self.phase == "failed":  # first: a failed load must never read as "still loading"
+            raise ApiError(503, f"the model failed to load: {self.error}", error_type="unavailable")
         if self.service is None or self.phase == "loading":
             raise ApiError(503, "the model is still loading", error_type="unavailable", retry_after=5)
-        if self.phase == "failed":
-            raise ApiError(503, f"the model failed to load: {self.error}", error_type="unavailable")
         return self.service
 
     async def close(self) -> None:

@@ -26,9 +26,16 @@ def sigmoid(raw: np.ndarray) -> np.ndarray:
 
 
 def finalize(kind: ModelKind, raw: np.ndarray, raw_scores: bool) -> np.ndarray:
-    """Cross-encoders: sigmoid of the raw score unless raw scores are asked for. Bi-encoders: cosine."""
-    if kind == "bi-encoder" or raw_scores:
+    """Relevance in 0..1 unless raw scores are asked for (TEI's ``raw_scores``).
+
+    Cross-encoders: the sigmoid of the logit. Bi-encoders: ``(cosine + 1) / 2``, since Cohere-shaped
+    clients (and thresholds written for them) expect 0..1 and a cosine can be negative; the order
+    is the cosine's. Raw: the logit, or the cosine itself.
+    """
+    if raw_scores:
         return raw
+    if kind == "bi-encoder":
+        return np.asarray((raw + 1.0) / 2.0, dtype=np.float64)
     return sigmoid(raw)
 
 

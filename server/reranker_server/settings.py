@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     )
     lease_seconds: int = Field(30, ge=5, description="With --register: heartbeat Lease duration; renewed every third.")
 
+    load_retries: int = Field(
+        0, ge=0, description="More tries when the model fails to load; after the last the process exits (code 1)."
+    )
+    load_retry_seconds: float = Field(5.0, gt=0, description="Wait before the first retry; doubled after each.")
+    access_log: bool = Field(True, description="Log one line per request (method, path, status).")
+
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; default: the container's CPU quota."
     )

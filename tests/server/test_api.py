@@ -169,3 +169,24 @@ def test_metrics_exposes_the_documented_series(client: TestClient) -> None:
         "reranker_ready 1.0",
     ):
         assert series in text, series
+
+
+ERROR_KEYS = {"message", "error", "error_type", "field"}
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(client: TestClient) -> None:
+    missing = client.get("/v3/rerank")
+    assert missing.status_code == 404
+    assert set(missing.json()) == ERROR_KEYS and missing.json()["error_type"] == "not_found"
+    wrong = client.get("/v1/rerank")
+    assert wrong.status_code == 405
+    assert set(wrong.json()) == ERROR_KEYS and wrong.json()["error_type"] == "method_not_allowed"
+    assert "POST" in wrong.headers["allow"]
+
+
+def test_invalid_json_names_the_body_and_where(client: TestClient) -> None:
+    response = client.post("/v1/rerank", content=b'{"query": "q", "documents": [1,}', headers={"content-type":
+                           "application/json"})  # fmt: skip
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "body" and "invalid JSON at character" in body["message"], body

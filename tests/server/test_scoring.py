@@ -17,12 +17,13 @@ def test_two_label_score_is_the_positive_class_softmax() -> None:
     np.testing.assert_allclose(final, softmax[:, 1], rtol=1e-6)
 
 
-def test_cosine_ignores_scale_and_bi_encoder_scores_are_not_squashed() -> None:
+def test_cosine_ignores_scale_and_bi_encoder_scores_map_onto_0_1() -> None:
     query = np.array([1.0, 0.0])
     docs = np.array([[3.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])
     cos = scoring.cosine(query, docs)
     np.testing.assert_allclose(cos, [1.0, 0.0, -1.0])
-    assert scoring.finalize("bi-encoder", cos, False).tolist() == cos.tolist()
+    assert scoring.finalize("bi-encoder", cos, False).tolist() == [1.0, 0.5, 0.0]  # (cos + 1) / 2
+    assert scoring.finalize("bi-encoder", cos, True).tolist() == cos.tolist()  # TEI raw_scores: the cosine
 
 
 def test_spearman() -> None:

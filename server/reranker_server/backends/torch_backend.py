@@ -33,7 +33,9 @@ class TorchBackend(Backend):
     def __init__(self, checkpoint: Checkpoint, device: str, dtype: str, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the server logs one "loaded ..." line of its own
         if device == "cpu" and threads:
             torch.set_num_threads(threads)
         loader: Any = AutoModelForSequenceClassification if checkpoint.kind == "cross-encoder" else AutoModel
