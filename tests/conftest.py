@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="no helm binary on PATH (make tools installs one)"))
         if "redis" in item.keywords and shutil.which("redis-server") is None:
             item.add_marker(pytest.mark.skip(reason="no redis-server on PATH (apt-get install redis-server)"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzz run's counts (tests/server/test_fuzz.py), so CI's log says how much was tried."""
+    fuzz = sys.modules.get("tests.server.test_fuzz")
+    counts = getattr(fuzz, "FUZZ_COUNTS", None)
+    if counts:
+        terminalreporter.write_sep("-", f"fuzz: {sum(counts.values())} requests, no server error")
+        for operation, count in sorted(counts.items()):
+            terminalreporter.write_line(f"{count:6d}  {operation}")
 
 
 def _importable(module: str) -> bool:

@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         access_log=settings.access_log,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
     )
     runtime: Runtime = app.state.runtime
     server = DrainingServer(config, runtime, settings.shutdown_delay)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from . import metrics
-from .errors import ApiError
+from .problems import Draining, Overloaded
 
 
 class Admission:
@@ -27,15 +27,10 @@ class Admission:
     async def slot(self) -> AsyncIterator[None]:
         if self.draining:
             metrics.REJECTED.labels(reason="draining").inc()
-            raise ApiError(503, "the server is shutting down", error_type="unavailable", retry_after=1)
+            raise Draining()
         if self._slots.locked() and self.waiting >= self.max_queue:
             metrics.REJECTED.labels(reason="overloaded").inc()
-            raise ApiError(
-                429,
-                f"overloaded: {self.in_progress} requests in progress and {self.waiting} queued; retry later",
-                error_type="overloaded",
-                retry_after=1,
-            )
+            raise Overloaded(self.in_progress, self.waiting)
         self.waiting += 1
         self._publish()
         try:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, metrics
+from .auth import ApiKeys
 from .errors import ApiError
 from .model import LoadedModel
 from .routes import ops, rerank
@@ -76,8 +77,9 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     """404, 405 and the like, in the same shape as every other error."""
     assert isinstance(exc, StarletteHTTPException)
-    kinds = {404: "not_found", 405: "method_not_allowed"}
-    error = ApiError(exc.status_code, str(exc.detail), error_type=kinds.get(exc.status_code, "http"))
+    kinds = {404: "not_found", 405: "method_not_allowed", 400: "validation"}
+    field = "body" if exc.status_code == 400 else None  # the body could not be parsed (too deep, too big)
+    error = ApiError(exc.status_code, str(exc.detail), field=field, error_type=kinds.get(exc.status_code, "http"))
     return JSONResponse(error.body(), status_code=exc.status_code, headers=dict(exc.headers or {}))
 
 
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
         lifespan=lifespan,
     )
     app.state.runtime = Runtime.create(settings)
+    app.state.api_keys = ApiKeys(settings.api_key, settings.api_key_file)
     app.include_router(rerank.router)
     app.include_router(ops.router)
     app.add_exception_handler(ApiError, _api_error)

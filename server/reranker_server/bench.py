@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -130,6 +131,7 @@ async def run(
     concurrency: int,
     request_timeout: float = 120.0,
     progress: bool = False,
+    api_key: str | None = None,
 ) -> RunResult:
     queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
     for item in workload:
@@ -140,7 +142,8 @@ async def run(
     bar = Progress(len(workload), f"c={concurrency:<3}", progress)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits, headers=headers) as client:
 
         async def worker() -> None:
             nonlocal pairs
@@ -233,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput and latency against concurrency")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("RERANKER_API_KEY"), help="sent as a Bearer token [env RERANKER_API_KEY]"
+    )
     return parser
 
 
@@ -263,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for index, level in enumerate(levels):
         # new texts per level: a reranker's score cache would otherwise answer the repeats
         workload = make_workload(args.requests, args.documents, args.doc_tokens, seed + 1000 * index, texts)
-        results.append(asyncio.run(run(args.url, args.api, workload, level, args.timeout, show)))
+        results.append(asyncio.run(run(args.url, args.api, workload, level, args.timeout, show, args.api_key)))
     if args.json:
         print(json.dumps([r.summary() for r in results], indent=2))
     else:

@@ -7,6 +7,7 @@ other errors raise ``RerankError`` with the server's message.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -75,6 +76,12 @@ def _finish(response: httpx.Response | None, error: Exception | None) -> list[Ra
     return _parse(response)
 
 
+def _auth(api_key: str | None) -> dict[str, str]:
+    """The header the server (and Cohere's SDK) use; ``RERANKER_API_KEY`` when none is given."""
+    key = api_key if api_key is not None else os.environ.get("RERANKER_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class _ClientConfig:
     def __init__(self, *, max_retries: int, backoff: float, path: str) -> None:
         self.max_retries = max_retries
@@ -91,9 +98,10 @@ class RerankerClient(_ClientConfig):
         max_retries: int = 3,
         backoff: float = 0.2,
         path: str = "/v1/rerank",
+        api_key: str | None = None,
     ) -> None:
         super().__init__(max_retries=max_retries, backoff=backoff, path=path)
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=_auth(api_key))
 
     def rerank(
         self, query: str, documents: list[str], *, top_n: int | None = None, return_documents: bool = False
@@ -132,9 +140,10 @@ class AsyncRerankerClient(_ClientConfig):
         max_retries: int = 3,
         backoff: float = 0.2,
         path: str = "/v1/rerank",
+        api_key: str | None = None,
     ) -> None:
         super().__init__(max_retries=max_retries, backoff=backoff, path=path)
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=_auth(api_key))
 
     async def rerank(
         self, query: str, documents: list[str], *, top_n: int | None = None, return_documents: bool = False

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .checkpoint import Checkpoint
+from .problems import TooManyTokens
 
 TruncationSide = Literal["right", "left"]
 
@@ -26,12 +27,8 @@ class Sequence:
         return len(self.ids)
 
 
-class InputTooLong(ValueError):
-    """``index`` is the document's position in the call, or None for the query."""
-
-    def __init__(self, index: int | None, tokens: int, limit: int) -> None:
-        super().__init__(f"{tokens} tokens; the model takes at most {limit} (set truncate to cut it)")
-        self.index = index
+# ``index`` is the document's position in the call (serving maps it to the request's), or None for the query.
+InputTooLong = TooManyTokens
 
 
 class Encoder:

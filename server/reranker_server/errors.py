@@ -14,6 +14,7 @@ class ApiError(Exception):
         field: str | None = None,
         error_type: str = "validation",
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -21,6 +22,7 @@ class ApiError(Exception):
         self.field = field
         self.error_type = error_type
         self.retry_after = retry_after
+        self._headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         # "message" is what Cohere/Jina clients show; "error"/"error_type" is TEI's shape.
@@ -32,4 +34,5 @@ class ApiError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        retry = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        return self._headers | retry

@@ -66,6 +66,7 @@ class Registrar:
             reranker=self.settings.reranker,
             address=self.address,
             port=self.port,
+            scheme="https" if self.settings.tls_cert_file else "http",
             capacity=self.capacity,
             lease_name=self.name,
         )

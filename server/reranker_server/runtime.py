@@ -13,8 +13,8 @@ from .admission import Admission
 from .batcher import Batcher
 from .cache import ScoreCache
 from .distributed import NoSharedCache, RedisSharedCache, SharedCache
-from .errors import ApiError
 from .model import LoadedModel, load_model
+from .problems import ModelUnavailable
 from .serving import RerankService
 from .settings import Settings
 
@@ -118,9 +118,9 @@ class Runtime:
 
     def require_service(self) -> RerankService:
         if self.phase == "failed":  # first: a failed load must never read as "still loading"
-            raise ApiError(503, f"the model failed to load: {self.error}", error_type="unavailable")
+            raise ModelUnavailable(f"the model failed to load: {self.error}", loading=False)
         if self.service is None or self.phase == "loading":
-            raise ApiError(503, "the model is still loading", error_type="unavailable", retry_after=5)
+            raise ModelUnavailable("the model is still loading", loading=True)
         return self.service
 
     async def close(self) -> None:

@@ -13,8 +13,8 @@ from .batcher import Batcher
 from .cache import CachedScore, ScoreCache, score_key
 from .distributed import NoSharedCache, SharedCache
 from .encoding import InputTooLong, TruncationSide
-from .errors import ApiError
 from .model import LoadedModel
+from .problems import EmptyQuery, InvalidText, TextTooLong, TooManyDocuments, first_lone_surrogate
 from .settings import Settings
 
 
@@ -53,29 +53,21 @@ class RerankService:
         ckpt = model.checkpoint
         self._scope = f"{ckpt.model_id}|{ckpt.revision}|{ckpt.max_length}|{ckpt.kind}"
 
-    def check_limits(self, query: str, documents: list[str], documents_field: str) -> None:
+    def check_limits(self, query: str, documents: list[str]) -> None:
+        """Refuse what can't be scored (``problems``), before any work is queued."""
         settings = self.settings
         if not query.strip():
-            raise ApiError(422, "must not be empty", field="query")
-        if len(query) > settings.max_text_chars:
-            raise ApiError(413, f"{len(query)} characters; at most {settings.max_text_chars}", field="query")
+            raise EmptyQuery()
         if len(documents) > settings.max_documents_per_request:
-            raise ApiError(
-                413,
-                f"{len(documents)} documents; at most {settings.max_documents_per_request} per request",
-                field=documents_field,
-            )
-        for i, doc in enumerate(documents):
-            if len(doc) > settings.max_text_chars:
-                raise ApiError(
-                    413,
-                    f"{len(doc)} characters; at most {settings.max_text_chars}",
-                    field=f"{documents_field}[{i}]",
-                )
+            raise TooManyDocuments(len(documents), settings.max_documents_per_request)
+        for index, text in ((None, query), *enumerate(documents)):
+            if len(text) > settings.max_text_chars:
+                raise TextTooLong(index, len(text), settings.max_text_chars)
+            position = first_lone_surrogate(text)
+            if position is not None:  # it could be neither hashed for the cache nor tokenized
+                raise InvalidText(index, position)
 
-    async def score(
-        self, query: str, documents: list[str], options: ScoreOptions, documents_field: str = "documents"
-    ) -> ScoreResult:
+    async def score(self, query: str, documents: list[str], options: ScoreOptions) -> ScoreResult:
         metrics.PAIRS_SCORED.inc(len(documents))
         if not documents:
             return ScoreResult([], 0)
@@ -89,7 +81,7 @@ class RerankService:
             found |= from_fleet
             missing = [i for i in missing if i not in from_fleet]
         if missing:
-            found |= await self._compute_missing(query, documents, keys, missing, options, documents_field)
+            found |= await self._compute_missing(query, documents, keys, missing, options)
         entries = [found[i] for i in range(len(documents))]
         raw_all = np.array([e.raw for e in entries], dtype=np.float64)
         final = scoring.finalize(self.model.checkpoint.kind, raw_all, options.raw_scores)
@@ -102,7 +94,6 @@ class RerankService:
         keys: list[bytes],
         missing: list[int],
         options: ScoreOptions,
-        documents_field: str,
     ) -> dict[int, CachedScore]:
         """Compute what no cache had. Pairs another replica is already computing are computed
         here too, but dropped as soon as its scores land in the shared cache."""
@@ -110,8 +101,8 @@ class RerankService:
         mine = [i for i, claimed in zip(missing, claims, strict=True) if claimed]
         theirs = [i for i, claimed in zip(missing, claims, strict=True) if not claimed]
         ours, (raced_here, from_fleet) = await asyncio.gather(
-            self._compute_indices(query, documents, mine, options, documents_field),
-            self._race_fleet(query, documents, keys, theirs, options, documents_field),
+            self._compute_indices(query, documents, mine, options),
+            self._race_fleet(query, documents, keys, theirs, options),
         )
         computed_here = ours | raced_here
         everything = computed_here | from_fleet
@@ -126,12 +117,11 @@ class RerankService:
         keys: list[bytes],
         indices: list[int],
         options: ScoreOptions,
-        documents_field: str,
     ) -> tuple[dict[int, CachedScore], dict[int, CachedScore]]:
         """(computed here, taken from the fleet): whichever finishes first wins, the other is cancelled."""
         if not indices:
             return {}, {}
-        local = asyncio.ensure_future(self._compute_indices(query, documents, indices, options, documents_field))
+        local = asyncio.ensure_future(self._compute_indices(query, documents, indices, options))
         fleet = asyncio.ensure_future(self.shared.wait_for([keys[i] for i in indices]))
         try:
             done, _ = await asyncio.wait({local, fleet}, return_when=asyncio.FIRST_COMPLETED)
@@ -150,15 +140,15 @@ class RerankService:
         return await local, {}
 
     async def _compute_indices(
-        self, query: str, documents: list[str], indices: list[int], options: ScoreOptions, documents_field: str
+        self, query: str, documents: list[str], indices: list[int], options: ScoreOptions
     ) -> dict[int, CachedScore]:
         if not indices:
             return {}
         try:
             raw, tokens = await self._compute(query, [documents[i] for i in indices], options)
-        except InputTooLong as exc:
-            field = "query" if exc.index is None else f"{documents_field}[{indices[exc.index]}]"
-            raise ApiError(413, str(exc), field=field) from exc
+        except InputTooLong as exc:  # its index counts this call's documents: make it the request's
+            index = None if exc.index is None else indices[exc.index]
+            raise InputTooLong(index, exc.tokens, exc.limit) from exc
         return {i: CachedScore(float(r), t) for i, r, t in zip(indices, raw, tokens, strict=True)}
 
     async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, list[int]]:

@@ -7,6 +7,7 @@ in kebab case; the flag wins over the variable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -78,6 +79,16 @@ class Settings(BaseSettings):
     )
     lease_seconds: int = Field(30, ge=5, description="With --register: heartbeat Lease duration; renewed every third.")
 
+    api_key: str | None = Field(
+        None, description="Keys the rerank routes and /info require as 'Authorization: Bearer <key>' (comma-separated)."
+    )
+    api_key_file: Path | None = Field(
+        None, description="A file of keys, one per line, re-read when it changes (a mounted Secret rotates)."
+    )
+    metrics_require_key: bool = Field(False, description="Put /metrics behind the API key too.")
+    tls_cert_file: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM); needs TLS_KEY_FILE.")
+    tls_key_file: Path | None = Field(None, description="The certificate's private key (PEM).")
+
     load_retries: int = Field(
         0, ge=0, description="More tries when the model fails to load; after the last the process exits (code 1)."
     )
@@ -95,4 +106,10 @@ class Settings(BaseSettings):
             raise ValueError("ENABLE_DISTRIBUTED needs REDIS_URL")
         if self.register_endpoint and not (self.reranker and self.advertise_address):
             raise ValueError("--register needs --reranker and --advertise-address HOST:PORT")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together")
+        for name in ("api_key_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file: {path}")
         return self

@@ -3,7 +3,8 @@ import asyncio
 import pytest
 
 from reranker_server.admission import Admission
-from reranker_server.errors import ApiError
+from reranker_server.problems import Draining, Overloaded
+from reranker_server.routes.rerank import http_error
 
 
 async def test_bounded_in_progress_and_queue_then_429() -> None:
@@ -19,11 +20,11 @@ async def test_bounded_in_progress_and_queue_then_429() -> None:
     tasks = [asyncio.create_task(request(i)) for i in range(3)]
     await asyncio.sleep(0.01)
     assert (admission.in_progress, admission.waiting) == (2, 1)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Overloaded) as refused:
         async with admission.slot():
             pass
-    assert refused.value.status == 429
-    assert refused.value.headers() == {"Retry-After": "1"}
+    answer = http_error(refused.value, "documents")
+    assert answer.status == 429 and answer.headers() == {"Retry-After": "1"}
     release.set()
     await asyncio.gather(*tasks)
     assert sorted(entered) == [0, 1, 2]
@@ -54,7 +55,7 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
 async def test_draining_refuses_with_503() -> None:
     admission = Admission(max_parallel=1, max_queue=1)
     admission.draining = True
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Draining) as refused:
         async with admission.slot():
             pass
-    assert refused.value.status == 503
+    assert http_error(refused.value, "documents").status == 503

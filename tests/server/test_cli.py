@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reranker_server.errors import ApiError
+from reranker_server.problems import ModelUnavailable
+from reranker_server.routes.rerank import http_error
 from reranker_server.runtime import Runtime
 from reranker_server.settings import Settings
 from tests.conftest import ServerProcess, free_port
@@ -79,10 +80,12 @@ def test_a_model_that_cannot_load_ends_the_process() -> None:
 def test_failed_is_never_reported_as_loading() -> None:
     runtime = Runtime.create(Settings())
     runtime.phase, runtime.error = "failed", "CheckpointError: no such model"
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(ModelUnavailable) as refused:
         runtime.require_service()
-    assert refused.value.status == 503 and "failed to load" in refused.value.message
-    assert refused.value.retry_after is None  # nothing to wait for: the bundled client must not retry
+    assert not refused.value.loading and "failed to load" in str(refused.value)
+    answer = http_error(refused.value, "documents")
+    assert answer.status == 503 and "failed to load" in answer.message
+    assert answer.retry_after is None  # nothing to wait for: the bundled client must not retry
 
 
 @pytest.mark.slow

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__, metrics
+from ..auth import check_key, require_api_key
 from ..runtime import Runtime
 
 router = APIRouter(tags=["operations"])
@@ -68,7 +69,7 @@ async def live(request: Request) -> JSONResponse:
     return JSONResponse({"live": not failed, "error": runtime.error}, status_code=503 if failed else 200)
 
 
-@router.get("/info")
+@router.get("/info", dependencies=[Depends(require_api_key)])
 async def info(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
     settings, model = runtime.settings, runtime.model
@@ -97,5 +98,7 @@ async def info(request: Request) -> dict[str, Any]:
 
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
+    if _runtime(request).settings.metrics_require_key:
+        check_key(request)
     metrics.READY.set(1 if _runtime(request).phase == "ready" else 0)  # derived at scrape time
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from .. import problems
+from ..auth import require_api_key
 from ..errors import ApiError
 from ..protocol import (
     RerankRequest,
@@ -22,7 +24,7 @@ from ..protocol import (
 from ..runtime import Runtime
 from ..serving import ScoreOptions, ScoreResult
 
-router = APIRouter(tags=["rerank"])
+router = APIRouter(tags=["rerank"], dependencies=[Depends(require_api_key)])
 T = TypeVar("T")
 _DISCONNECT_POLL_SECONDS = 0.1
 
@@ -43,19 +45,45 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
             task.cancel()
 
 
+def http_error(problem: problems.Problem, documents_field: str) -> ApiError:
+    """A domain problem as the HTTP answer, naming the request's own field."""
+
+    def field(index: int | None) -> str:
+        return "query" if index is None else f"{documents_field}[{index}]"
+
+    match problem:
+        case problems.EmptyQuery():
+            return ApiError(422, str(problem), field="query")
+        case problems.InvalidText(index=index):
+            return ApiError(422, str(problem), field=field(index))
+        case problems.TextTooLong(index=index) | problems.TooManyTokens(index=index):
+            return ApiError(413, str(problem), field=field(index))
+        case problems.TooManyDocuments():
+            return ApiError(413, str(problem), field=documents_field)
+        case problems.Overloaded():
+            return ApiError(429, str(problem), error_type="overloaded", retry_after=1)
+        case problems.Draining():
+            return ApiError(503, str(problem), error_type="unavailable", retry_after=1)
+        case problems.ModelUnavailable(loading=loading):
+            return ApiError(503, str(problem), error_type="unavailable", retry_after=5 if loading else None)
+    return ApiError(400, str(problem))
+
+
 async def _score(
     request: Request, query: str, documents: list[str], options: ScoreOptions, documents_field: str
 ) -> ScoreResult:
     runtime: Runtime = request.app.state.runtime
-    service = runtime.require_service()
-    service.check_limits(query, documents, documents_field)
 
     async def admitted() -> ScoreResult:
         async with runtime.admission.slot():
-            return await service.score(query, documents, options, documents_field)
+            return await service.score(query, documents, options)
 
     try:
+        service = runtime.require_service()
+        service.check_limits(query, documents)
         return await asyncio.wait_for(_until_disconnect(request, admitted()), timeout=runtime.settings.worker_timeout)
+    except problems.Problem as problem:
+        raise http_error(problem, documents_field) from problem
     except TimeoutError as exc:
         raise ApiError(
             504,
