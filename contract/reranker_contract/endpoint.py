@@ -24,6 +24,7 @@ class EndpointSpec:
     hardware_class: str = "apple-silicon"
     capacity: int | None = None  # requests it serves at once
     lease_name: str | None = None  # heartbeat Lease; None: probes alone decide
+    ca_bundle: str | None = None  # PEM the operator trusts when probing https (a registrar sends its own cert)
 
     @classmethod
     def from_manifest(cls, endpoint: dict[str, Any]) -> EndpointSpec:
@@ -37,6 +38,7 @@ class EndpointSpec:
             hardware_class=str(spec.get("hardwareClass") or "apple-silicon"),
             capacity=int(capacity) if capacity is not None else None,
             lease_name=spec.get("leaseName") or None,
+            ca_bundle=spec.get("caBundle") or None,
         )
 
     def manifest(self, name: str, namespace: str) -> dict[str, Any]:
@@ -51,6 +53,8 @@ class EndpointSpec:
             spec["capacity"] = self.capacity
         if self.lease_name:
             spec["leaseName"] = self.lease_name
+        if self.ca_bundle:
+            spec["caBundle"] = self.ca_bundle
         return {
             "apiVersion": API_VERSION,
             "kind": ENDPOINT_KIND,

@@ -20,7 +20,7 @@ from .resources import MANAGED_BY, Owner, labels
 # EndpointSlice's managed-by label: the built-in controller leaves slices labelled otherwise alone.
 SLICE_MANAGER = f"{MANAGED_BY}.reranker.dev"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-REFUSING_REASONS = frozenset({"InvalidAddress", "ModelMismatch", "LeaseExpired", "RerankerNotFound"})
+REFUSING_REASONS = frozenset({"InvalidAddress", "ModelMismatch", "LeaseExpired", "RerankerNotFound", "SchemeMismatch"})
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,13 @@ class SliceMember:
     ready: bool
 
 
-def slice_member(endpoint: dict[str, Any]) -> SliceMember | None:
-    """A RerankerEndpoint as a slice member, or None when it is refused or not probed yet."""
+def slice_member(endpoint: dict[str, Any], scheme: str = "http") -> SliceMember | None:
+    """A RerankerEndpoint as a slice member, or None when it is refused, not probed yet, or
+    speaks another scheme than the fleet's pods (a Service's clients use one)."""
     placed = rotation(endpoint)
-    if placed is None or not placed[0]:
-        return None
     spec = EndpointSpec.from_manifest(endpoint)
+    if placed is None or not placed[0] or spec.scheme != scheme:
+        return None
     try:
         kind = address_type(spec.address)
     except ValueError:

@@ -52,12 +52,16 @@ async def probe_endpoint(
         state = endpoints.refused("RerankerNotFound", f"no Reranker {spec.reranker!r}")
     elif address_problem:
         state = endpoints.refused("InvalidAddress", address_problem)
+    elif spec.scheme != (fleet := "https" if (reranker.get("spec") or {}).get("tls") else "http"):
+        state = endpoints.refused(
+            "SchemeMismatch", f"serves {spec.scheme}, the Reranker's pods serve {fleet}: one Service, one scheme"
+        )
     elif spec.lease_name and lease_expired(await kube.get("Lease", namespace, spec.lease_name), _now()):
         state = endpoints.refused("LeaseExpired", f"Lease {spec.lease_name} was not renewed: the server is gone")
     else:
         model = (reranker.get("spec") or {}).get("model") or {}
         url = health_url(spec.scheme, spec.address, spec.port)
-        result = await probe(http, url, probe_timeout)
+        result = await probe(http, url, probe_timeout, spec.ca_bundle)
         state = endpoints.evaluate(previous, result, model.get("name", ""), model.get("revision"), thresholds)
         status.update(
             {k: v for k, v in {"backend": result.backend, "device": result.device, "model": result.model}.items() if v}

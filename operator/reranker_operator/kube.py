@@ -49,6 +49,7 @@ KINDS: dict[str, ResourceType] = {
     "HorizontalPodAutoscaler": ResourceType("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ResourceType("policy", "v1", "poddisruptionbudgets"),
     "EndpointSlice": ResourceType("discovery.k8s.io", "v1", "endpointslices"),
+    "NetworkPolicy": ResourceType("networking.k8s.io", "v1", "networkpolicies"),
     "Lease": ResourceType("coordination.k8s.io", "v1", "leases"),
     "Event": ResourceType("", "v1", "events"),
 }

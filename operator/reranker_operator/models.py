@@ -95,6 +95,29 @@ class CacheSpec(_CamelModel):
     redis: RedisCache | None = None
 
 
+class AuthSpec(_CamelModel):
+    """API keys: a Secret key holding one key per line, mounted so rotation needs no restart."""
+
+    api_key_secret_ref: SecretKeyRef
+
+
+class TlsSpec(_CamelModel):
+    """HTTPS on every pod: a kubernetes.io/tls Secret (tls.crt, tls.key)."""
+
+    secret_name: str = Field(min_length=1)
+
+
+class NetworkPeer(_CamelModel):
+    namespace_selector: dict[str, Any] | None = None
+    pod_selector: dict[str, Any] | None = None
+
+
+class NetworkPolicySpec(_CamelModel):
+    """Who may call the pods; the operator's own namespace is always admitted (probes, metrics)."""
+
+    allow_from: list[NetworkPeer] = []
+
+
 class RerankerSpec(_CamelModel):
     model: ModelRef
     hardware_class: HardwareClass = "cpu"
@@ -109,3 +132,10 @@ class RerankerSpec(_CamelModel):
     env: list[EnvVar] = []
     service: ServiceSpec = ServiceSpec()
     cache: CacheSpec | None = None
+    auth: AuthSpec | None = None
+    tls: TlsSpec | None = None
+    network_policy: NetworkPolicySpec | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"

@@ -21,7 +21,7 @@ from .resources import Manifest, Owner
 
 # Every kind a Reranker may own. The operator watches each (labels: MANAGED_LABELS) into a cache.
 OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                                "EndpointSlice")  # fmt: skip
+                                "NetworkPolicy", "EndpointSlice")  # fmt: skip
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
 ChildKey = tuple[str, str]  # (kind, name)
 
@@ -33,6 +33,7 @@ def desired_children(
     image: str,
     default_redis_url: str | None,
     registered: list[dict[str, Any]],
+    operator_namespace: str | None = None,
 ) -> dict[ChildKey, Manifest]:
     """Every child that should exist now, by (kind, name); what is absent should not exist.
 
@@ -44,9 +45,10 @@ def desired_children(
         resources.service(owner, spec, profile),
         resources.hpa(owner, spec, profile),
         resources.pdb(owner, spec, profile),
+        resources.network_policy(owner, spec, profile, operator_namespace),
     ]
     if registered:
-        members = [m for m in (endpoints.slice_member(e) for e in registered) if m is not None]
+        members = [m for m in (endpoints.slice_member(e, spec.scheme) for e in registered) if m is not None]
         wanted.append(endpoints.external_service(owner, spec.service.port))
         for service in (owner.name, f"{owner.name}-external"):
             wanted += endpoints.endpoint_slices(owner, service, members)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 
 import httpx
@@ -16,11 +17,17 @@ def health_url(scheme: str, address: str, port: int) -> str:
     return f"{scheme}://{host}:{port}{HEALTH_PATH}"
 
 
-async def probe(client: httpx.AsyncClient, url: str, limit_seconds: float) -> ProbeResult:
+async def probe(client: httpx.AsyncClient, url: str, limit_seconds: float, ca_bundle: str | None = None) -> ProbeResult:
+    """GET /health; an https endpoint's certificate is checked against ``ca_bundle`` when it gave one."""
     started = time.perf_counter()
     try:
-        response = await client.get(url, timeout=limit_seconds)
-    except httpx.HTTPError as exc:
+        if ca_bundle:
+            context = ssl.create_default_context(cadata=ca_bundle)
+            async with httpx.AsyncClient(verify=context) as pinned:
+                response = await pinned.get(url, timeout=limit_seconds)
+        else:
+            response = await client.get(url, timeout=limit_seconds)
+    except (httpx.HTTPError, ssl.SSLError) as exc:
         return ProbeResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     latency = (time.perf_counter() - started) * 1000
     try:

@@ -38,6 +38,7 @@ RULES: tuple[Rule, ...] = (
     Rule("", "services", _CHILD, "application", "the Reranker's Service and <name>-external"),
     Rule("autoscaling", "horizontalpodautoscalers", _CHILD, "application", "the autoscaler"),
     Rule("policy", "poddisruptionbudgets", _CHILD, "application", "the PDB when min >= 2"),
+    Rule("networking.k8s.io", "networkpolicies", _CHILD, "application", "spec.networkPolicy's policy"),
     Rule("discovery.k8s.io", "endpointslices", _CHILD, "application",
          "external endpoints listed in the Reranker's Services"),
 )  # fmt: skip

@@ -100,7 +100,7 @@ async def reconcile(
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
         desired = ownership.desired_children(
-            owner, spec, profile, image, settings.default_redis_url, observed.endpoints
+            owner, spec, profile, image, settings.default_redis_url, observed.endpoints, settings.operator_namespace
         )
         todo = ownership.plan(desired, observed.children, owner.uid, observed.scope)
         try:

@@ -17,6 +17,8 @@ from .profiles import HardwareProfile, ProbeTiming
 MANAGED_BY = "reranker-operator"
 CONTAINER_PORT = 8000
 MODEL_CACHE_DIR = "/models"
+API_KEYS_DIR = "/etc/reranker/api-keys"
+TLS_DIR = "/etc/reranker/tls"
 # Variables the operator sets from spec fields; spec.env may not override them.
 RESERVED_ENV = env_names.RESERVED
 Manifest = dict[str, Any]
@@ -62,9 +64,9 @@ def _metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
     }
 
 
-def _probe(path: str, timing: ProbeTiming) -> dict[str, Any]:
+def _probe(path: str, timing: ProbeTiming, scheme: str) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": "http", "scheme": scheme.upper()},
         "periodSeconds": timing.period_seconds,
         "failureThreshold": timing.failure_threshold,
         "timeoutSeconds": timing.timeout_seconds,
@@ -111,6 +113,11 @@ def server_env(
     }
     if spec.model.revision:
         managed[env_names.MODEL_REVISION] = spec.model.revision
+    if spec.auth is not None:
+        managed[env_names.API_KEY_FILE] = f"{API_KEYS_DIR}/{spec.auth.api_key_secret_ref.key}"
+    if spec.tls is not None:
+        managed[env_names.TLS_CERT_FILE] = f"{TLS_DIR}/tls.crt"
+        managed[env_names.TLS_KEY_FILE] = f"{TLS_DIR}/tls.key"
     if profile.hardware_class == "nvidia-gpu":
         managed[env_names.DEVICE_PREFERENCE] = "cuda"
     user = {var.name: var for var in spec.env}
@@ -130,6 +137,26 @@ def server_env(
             entry["value"] = var.value or ""
         env.append(entry)
     return env
+
+
+def secret_volumes(spec: RerankerSpec) -> list[dict[str, Any]]:
+    """The API-key and TLS Secrets as volumes: the kubelet refreshes them in place, so a rotated
+    key reaches the server (which re-reads API_KEY_FILE) without a restart."""
+    volumes = []
+    if spec.auth is not None:
+        volumes.append({"name": "api-keys", "secret": {"secretName": spec.auth.api_key_secret_ref.name}})
+    if spec.tls is not None:
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls.secret_name}})
+    return volumes
+
+
+def secret_mounts(spec: RerankerSpec) -> list[dict[str, Any]]:
+    mounts = []
+    if spec.auth is not None:
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    if spec.tls is not None:
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    return mounts
 
 
 def deployment(
@@ -158,9 +185,9 @@ def deployment(
                 "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
                 "env": server_env(spec, profile, default_redis_url),
                 "resources": resources,
-                "startupProbe": _probe(READY_PATH, profile.startup),
-                "readinessProbe": _probe(READY_PATH, profile.readiness),
-                "livenessProbe": _probe(LIVE_PATH, profile.liveness),
+                "startupProbe": _probe(READY_PATH, profile.startup, spec.scheme),
+                "readinessProbe": _probe(READY_PATH, profile.readiness, spec.scheme),
+                "livenessProbe": _probe(LIVE_PATH, profile.liveness, spec.scheme),
                 # terminating pods leave the Service's endpoints; the sleep lets every proxy see
                 # that before SIGTERM, after which the server finishes what it has in flight
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(profile.drain_seconds)]}}},
@@ -172,10 +199,11 @@ def deployment(
                 "volumeMounts": [
                     {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    *secret_mounts(spec),
                 ],
             }
         ],
-        "volumes": [{"name": "model-cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": "model-cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *secret_volumes(spec)],
     }
     if profile.node_selector:
         pod_spec["nodeSelector"] = profile.node_selector
@@ -272,4 +300,28 @@ def pdb(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest 
 
 
 def service_url(owner: Owner, spec: RerankerSpec) -> str:
-    return f"http://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
+    return f"{spec.scheme}://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
+
+
+def network_policy(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, operator_namespace: str | None
+) -> Manifest | None:
+    """Only the listed peers, and the operator's namespace (probes, metrics), reach the pods."""
+    if spec.network_policy is None:
+        return None
+    peers = [
+        {k: v for k, v in {"namespaceSelector": p.namespace_selector, "podSelector": p.pod_selector}.items() if v}
+        for p in spec.network_policy.allow_from
+    ]
+    if operator_namespace:
+        peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}],
+        },
+    }

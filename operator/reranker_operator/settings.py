@@ -20,4 +20,7 @@ class OperatorSettings(BaseSettings):
     probe_timeout: float = Field(2.0, gt=0, description="Seconds a probe may take.")
     failures_to_drop: int = Field(2, ge=1, description="Failed probes in a row that take an endpoint out.")
     successes_to_rejoin: int = Field(2, ge=1, description="Good probes in a row that bring it back.")
+    operator_namespace: str | None = Field(
+        None, description="Where the operator runs: Rerankers' NetworkPolicies admit it (the chart sets it)."
+    )
     liveness_port: int = Field(8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")

@@ -67,6 +67,8 @@ class Registrar:
             address=self.address,
             port=self.port,
             scheme="https" if self.settings.tls_cert_file else "http",
+            # the operator verifies this server's certificate against the one it registers
+            ca_bundle=self.settings.tls_cert_file.read_text() if self.settings.tls_cert_file else None,
             capacity=self.capacity,
             lease_name=self.name,
         )

@@ -82,9 +82,10 @@ def test_non_default_values_land_where_they_should() -> None:
     docs = {d["kind"]: d for d in render(*NON_DEFAULT)}
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=search" in container["args"] and "--verbose" in container["args"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["RERANKER_IMAGE"] == "registry.example/reranker-server:1.2.3"
     assert env["DEFAULT_REDIS_URL"] == "redis://redis.cache:6379/0"
+    assert env["OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "custom-sa"
     assert docs["Reranker"]["spec"]["model"]["name"]
     assert docs["ServiceMonitor"]["metadata"]["labels"]["release"] == "prom"

@@ -63,6 +63,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "autoscaling/v2/horizontalpodautoscalers": {"kind": "HorizontalPodAutoscaler", "subresources": {"status"}},
     "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "subresources": {"status"}},
     "discovery.k8s.io/v1/endpointslices": {"kind": "EndpointSlice", "subresources": set()},
+    "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "subresources": set()},
     "coordination.k8s.io/v1/leases": {"kind": "Lease", "subresources": set()},
     "v1/events": {"kind": "Event", "subresources": set()},
     "v1/namespaces": {"kind": "Namespace", "subresources": set(), "namespaced": False},

@@ -228,3 +228,44 @@ def test_transition_time_moves_only_when_status_flips() -> None:
     flipped = conditions.render([conditions.Condition("Ready", True, "MinimumReplicasReady", "1")], 2, same, "T3")
     assert [c["lastTransitionTime"] for c in (first[0], same[0], flipped[0])] == ["T1", "T1", "T3"]
     assert same[0]["observedGeneration"] == 2
+
+
+def test_api_keys_and_tls_come_from_mounted_secrets() -> None:
+    s = spec(auth={"apiKeySecretRef": {"name": "rerank-keys", "key": "keys"}}, tls={"secretName": "rerank-tls"})
+    deployment = children(s)["Deployment"]
+    validate_builtin(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(deployment)
+    assert env["API_KEY_FILE"] == "/etc/reranker/api-keys/keys"
+    assert (env["TLS_CERT_FILE"], env["TLS_KEY_FILE"]) == ("/etc/reranker/tls/tls.crt", "/etc/reranker/tls/tls.key")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "rerank-keys"  # a volume: rotation needs no restart
+    assert volumes["tls"]["secret"]["secretName"] == "rerank-tls"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["api-keys"]["readOnly"] and mounts["tls"]["mountPath"] == "/etc/reranker/tls"
+    assert {container[p]["httpGet"]["scheme"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {"HTTPS"}
+    assert resources.service_url(OWNER, s).startswith("https://")
+    _, problems = conditions.validate({"model": {"name": "m"}, "env": [{"name": "API_KEY_FILE", "value": "/x"}]}, "i")
+    assert problems and "API_KEY_FILE" in problems[0]  # set from spec.auth, not by hand
+    plain = children(spec())["Deployment"]
+    assert "API_KEY_FILE" not in env_of(plain)
+    assert plain["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+def test_network_policy_admits_the_peers_and_the_operator() -> None:
+    s = spec(networkPolicy={"allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}},
+                                          {"podSelector": {"matchLabels": {"app": "rag-api"}}}]})  # fmt: skip
+    policy = ownership.desired_children(OWNER, s, profiles.resolve(s), "img", None, [], "reranker-system")[
+        ("NetworkPolicy", OWNER.name)
+    ]
+    validate_builtin(policy)
+    assert policy["spec"]["podSelector"]["matchLabels"] == resources.selector_labels(OWNER.name)
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"team": "search"}}} in peers
+    assert {"podSelector": {"matchLabels": {"app": "rag-api"}}} in peers
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "reranker-system"}}} in peers
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    assert ("NetworkPolicy", OWNER.name) not in ownership.desired_children(
+        OWNER, spec(), profiles.resolve(spec()), "img", None, []
+    )

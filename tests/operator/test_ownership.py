@@ -99,6 +99,17 @@ def test_only_our_unwanted_children_are_pruned() -> None:
     assert ownership.plan(want, live, OWNER.uid).delete == [("Service", "fleet-external")]
 
 
+def test_an_endpoint_joins_only_a_fleet_of_its_scheme() -> None:
+    https_mini = endpoint("mini-1", "10.0.0.5", True) | {
+        "spec": {"rerankerRef": {"name": "fleet"}, "address": "10.0.0.5", "scheme": "https"}
+    }
+    plain = [m for (kind, _), m in desired([https_mini]).items() if kind == "EndpointSlice"]
+    assert plain == []  # an http fleet's clients would speak http to it
+    tls_spec = RerankerSpec.model_validate({"model": {"name": "m"}, "tls": {"secretName": "t"}})
+    tls = ownership.desired_children(OWNER, tls_spec, profiles.resolve(tls_spec), "img", None, [https_mini])
+    assert [kind for kind, _ in tls].count("EndpointSlice") == 2
+
+
 def test_contains() -> None:
     assert ownership.contains({"a": 1, "b": 2}, {"a": 1})
     assert not ownership.contains({"a": 1}, {"a": 2})
