@@ -13,6 +13,13 @@ from typing import Any
 from .api import API_VERSION, ENDPOINT_KIND
 
 DEFAULT_PORT = 8000
+# A registering server's Lease is its endpoint's name behind this prefix: the chart's per-machine
+# Role names exactly that Lease, so a registrar can never renew or delete anyone else's.
+LEASE_PREFIX = "reranker-endpoint-"
+
+
+def lease_name(endpoint_name: str) -> str:
+    return f"{LEASE_PREFIX}{endpoint_name}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from reranker_contract.api import ENDPOINT_PLURAL, GROUP, VERSION
-from reranker_contract.endpoint import EndpointSpec, lease_manifest
+from reranker_contract.endpoint import EndpointSpec, lease_manifest, lease_name
 
 from .settings import Settings
 
@@ -27,12 +27,13 @@ logger = logging.getLogger(__name__)
 FIELD_MANAGER = "reranker-server"
 ENDPOINTS = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{ENDPOINT_PLURAL}"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
-# What a registrar needs (the chart's registrar Role is tested against this):
-# server-side apply that may create (create, patch), and withdrawal (delete).
+# What a registrar needs (the chart's per-machine Role is tested against this): server-side apply
+# that may create (create; patch on its own name), and withdrawal (delete, its own name).
 REQUIRED_PERMISSIONS = {
     ("reranker.dev", "rerankerendpoints"): {"create", "patch", "delete"},
     ("coordination.k8s.io", "leases"): {"create", "patch", "delete"},
 }
+OWN_NAME_ONLY = {"patch", "delete"}  # limited by resourceNames to the machine's endpoint and Lease
 
 
 def split_address(advertise: str) -> tuple[str, int]:
@@ -56,6 +57,7 @@ class Registrar:
         self.client = client
         self.namespace = settings.namespace
         self.name = settings.endpoint_name or default_endpoint_name(settings.reranker)
+        self.lease_name = lease_name(self.name)
         self.address, self.port = split_address(settings.advertise_address)
         self.capacity = capacity
         self._renewer: asyncio.Task[None] | None = None
@@ -70,25 +72,26 @@ class Registrar:
             # the operator verifies this server's certificate against the one it registers
             ca_bundle=self.settings.tls_cert_file.read_text() if self.settings.tls_cert_file else None,
             capacity=self.capacity,
-            lease_name=self.name,
+            lease_name=self.lease_name,
         )
         return spec.manifest(self.name, self.namespace)
 
     def lease(self) -> dict[str, Any]:
         holder = f"{socket.gethostname()}/{self.address}:{self.port}"
         now = datetime.datetime.now(datetime.UTC)
-        return lease_manifest(self.name, self.namespace, holder, self.settings.lease_seconds, now)
+        return lease_manifest(self.lease_name, self.namespace, holder, self.settings.lease_seconds, now)
 
     async def _apply(self, collection: str, manifest: dict[str, Any]) -> None:
         response = await self.client.patch(
-            f"{collection.format(ns=self.namespace)}/{self.name}",
+            f"{collection.format(ns=self.namespace)}/{manifest['metadata']['name']}",
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
             headers={"Content-Type": "application/apply-patch+yaml"},
             content=json.dumps(manifest).encode(),
         )
         if response.status_code >= 400:
             raise RuntimeError(
-                f"registering {manifest['kind']} {self.name}: HTTP {response.status_code} {response.text}"
+                f"registering {manifest['kind']} {manifest['metadata']['name']}: HTTP {response.status_code} "
+                f"{response.text}"
             )
 
     async def start(self) -> None:
@@ -113,9 +116,9 @@ class Registrar:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        for collection in (ENDPOINTS, LEASES):
+        for collection, name in ((ENDPOINTS, self.name), (LEASES, self.lease_name)):
             try:
-                await self.client.delete(f"{collection.format(ns=self.namespace)}/{self.name}")
+                await self.client.delete(f"{collection.format(ns=self.namespace)}/{name}")
             except httpx.HTTPError as exc:
                 logger.warning("withdrawing %s failed: %s", self.name, exc)
         logger.info("withdrew %s/%s", self.namespace, self.name)

@@ -115,26 +115,41 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
 
 
 @pytest.mark.helm
-def test_registrar_role_grants_exactly_what_registration_uses() -> None:
-    from reranker_server.registration import REQUIRED_PERMISSIONS
+def test_each_machine_gets_a_role_for_its_own_endpoint_and_lease() -> None:
+    from reranker_server.registration import OWN_NAME_ONLY, REQUIRED_PERMISSIONS
 
-    docs = render("--set", "registrar.namespaces={search,ranking}")
-    roles = [d for d in docs if d["kind"] == "Role"]
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ranking", "search"]
-    for role in roles:
-        granted = {
-            (g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-        }
+    docs = render("--set", "registrar.machines[0].name=mac-1", "--set", "registrar.machines[0].namespace=search",
+                  "--set", "registrar.machines[1].name=mac-2")  # fmt: skip
+    roles = {r["metadata"]["name"]: r for r in docs if r["kind"] == "Role"}
+    assert set(roles) == {"rel-reranker-registrar-mac-1", "rel-reranker-registrar-mac-2"}
+    assert roles["rel-reranker-registrar-mac-1"]["metadata"]["namespace"] == "search"
+    assert roles["rel-reranker-registrar-mac-2"]["metadata"]["namespace"] == "ops"  # the release's
+    for machine, role in (
+        ("mac-1", roles["rel-reranker-registrar-mac-1"]),
+        ("mac-2", roles["rel-reranker-registrar-mac-2"]),
+    ):
+        granted: dict[tuple[str, str], set[str]] = {}
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    granted.setdefault((group, resource), set()).update(rule["verbs"])
+                    if set(rule["verbs"]) & OWN_NAME_ONLY:  # renew and withdraw: its own name only
+                        own = machine if resource == "rerankerendpoints" else f"reranker-endpoint-{machine}"
+                        assert rule["resourceNames"] == [own] and set(rule["verbs"]) == OWN_NAME_ONLY
+                    else:
+                        assert "resourceNames" not in rule and rule["verbs"] == ["create"]
         assert granted == REQUIRED_PERMISSIONS
     bindings = [d for d in docs if d["kind"] == "RoleBinding"]
-    assert {b["subjects"][0]["name"] for b in bindings} == {"rel-reranker-registrar"}
+    assert {b["subjects"][0]["name"] for b in bindings} == set(roles)  # one ServiceAccount per machine
+    assert not [d for d in render() if d["kind"] in ("Role", "RoleBinding")]  # no machines, no rights
 
 
 @pytest.mark.helm
 def test_rbac_can_be_left_to_the_user() -> None:
     kinds = {d["kind"] for d in render("--set", "rbac.create=false", "--set", "serviceAccount.create=false")}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    kinds = {d["kind"] for d in render("--set", "serviceAccount.create=false", "--set", "registrar.enabled=false")}
+    kinds = {d["kind"] for d in render("--set", "serviceAccount.create=false", "--set", "registrar.enabled=false",
+                                       "--set", "registrar.machines[0].name=mac-1")}  # fmt: skip
     assert "ServiceAccount" not in kinds
 
 

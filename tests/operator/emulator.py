@@ -40,7 +40,7 @@ import itertools
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ import kmock
 import yaml
 from kmock._internal.dicts import patch_dict  # the same merge kmock applies to the stored object
 
-from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, REGISTRAR_TOKEN, Authorizer, Denial
+from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, Authorizer, Denial, registrar_token
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -73,16 +73,23 @@ _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
 
 
 @contextlib.asynccontextmanager
-async def running_operator(url: str, workdir: Path, settings: dict[str, str]) -> AsyncIterator[tuple[Path, Path]]:
+async def running_operator(
+    url: str, workdir: Path, settings: dict[str, str]
+) -> AsyncIterator[tuple[Callable[[str], Path], Path]]:
     """A real ``reranker-operator`` process pointed at the emulator at ``url``, as the chart's
     operator ServiceAccount.
 
-    Yields (a registrar's kubeconfig, operator log); ``settings`` are its environment variables.
+    Yields (machine name -> that registrar's kubeconfig, operator log); ``settings`` are its
+    environment variables.
     """
     kubeconfig, log = workdir / "kubeconfig", workdir / "operator.log"
     write_kubeconfig(kubeconfig, url, OPERATOR_TOKEN)
-    registrar = workdir / "registrar.kubeconfig"
-    write_kubeconfig(registrar, url, REGISTRAR_TOKEN)
+
+    def registrar(machine: str) -> Path:
+        path = workdir / f"registrar-{machine}.kubeconfig"
+        write_kubeconfig(path, url, registrar_token(machine))
+        return path
+
     env = os.environ | {"KUBECONFIG": str(kubeconfig), "RERANKER_IMAGE": "reranker-server:test"} | settings
     with log.open("w") as sink:
         proc = await asyncio.create_subprocess_exec(

@@ -2,7 +2,7 @@
 
 ``chart_authorizer()`` renders ``charts/reranker`` with a real helm and maps the emulator's two
 bearer tokens to the ServiceAccounts its bindings name: the operator's (ClusterRoleBinding) and
-the registrar's (RoleBindings in the registrar namespaces).
+each registering machine's (its own RoleBinding).
 """
 
 from __future__ import annotations
@@ -19,11 +19,27 @@ import yaml
 from tests.operator.manifests import REPO
 
 ADMIN = "test-harness (cluster-admin)"
-# Bearer tokens the emulator's kubeconfigs carry: the chart's two ServiceAccounts.
-OPERATOR_TOKEN, REGISTRAR_TOKEN = "operator-token", "registrar-token"
+# Bearer tokens the emulator's kubeconfigs carry: the operator's ServiceAccount, and each
+# registering machine's (registrar_token(machine)).
+OPERATOR_TOKEN = "operator-token"
+MACHINES = ("mini-1", "mini-2")  # the machines the tests register, in namespace "search"
+
+
+def registrar_token(machine: str) -> str:
+    return f"registrar-token-{machine}"
+
+
 RELEASE, RELEASE_NAMESPACE = "rel", "ops"
-# registrars in the tests register in "search"
-RENDER_VALUES = ("--set", "registrar.namespaces={search}")
+RENDER_VALUES = tuple(
+    arg
+    for i, machine in enumerate(MACHINES)
+    for arg in (
+        "--set",
+        f"registrar.machines[{i}].name={machine}",
+        "--set",
+        f"registrar.machines[{i}].namespace=search",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -127,9 +143,9 @@ def chart_authorizer() -> Authorizer:
     """The chart's default RBAC; the emulator's operator and registrar tokens as its two ServiceAccounts."""
     docs = render_chart(*RENDER_VALUES)
     operator_binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
-    registrar_binding = next(d for d in docs if d["kind"] == "RoleBinding")
-    tokens = {
-        OPERATOR_TOKEN: _subject_user(operator_binding["subjects"][0]) or "",
-        REGISTRAR_TOKEN: _subject_user(registrar_binding["subjects"][0]) or "",
-    }
+    tokens = {OPERATOR_TOKEN: _subject_user(operator_binding["subjects"][0]) or ""}
+    for binding in (d for d in docs if d["kind"] == "RoleBinding"):
+        subject = binding["subjects"][0]
+        machine = next(m for m in MACHINES if subject["name"].endswith(f"-registrar-{m}"))
+        tokens[registrar_token(machine)] = _subject_user(subject) or ""
     return Authorizer.from_manifests(docs, tokens)

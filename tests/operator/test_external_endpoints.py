@@ -112,10 +112,10 @@ async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterato
         url = f"http://{host_ip}:{server.port}"
         settings = {"PROBE_INTERVAL": str(PROBE_INTERVAL), "PROBE_TIMEOUT": "0.5", "LIVENESS_PORT": str(free_port())}
         minis: list[MacMini] = []
-        async with running_operator(url, tmp_path, settings) as (kubeconfig, log):
+        async with running_operator(url, tmp_path, settings) as (kubeconfig_for, log):
 
             def start(model: str | None, name: str) -> MacMini:
-                mini = MacMini(ns, peer_ip, kubeconfig, tmp_path / f"{name}-{len(minis)}.log", model, name)
+                mini = MacMini(ns, peer_ip, kubeconfig_for(name), tmp_path / f"{name}-{len(minis)}.log", model, name)
                 minis.append(mini)
                 return mini
 
@@ -155,7 +155,7 @@ async def test_register_probe_drop_rejoin_withdraw(
     await mini.ready()
     await cluster.eventually(lambda: slice_endpoints(cluster, "fleet").get(address) is True, within=30)
     await cluster.eventually(lambda: slice_endpoints(cluster, "fleet-external") == {address: True})
-    assert cluster.api.live("coordination.k8s.io/v1/leases", "search").get("mini-1")
+    assert cluster.api.live("coordination.k8s.io/v1/leases", "search").get("reranker-endpoint-mini-1")
     assert cluster.api.live("v1/services", "search").get("fleet-external")
     endpoint = cluster.api.live("reranker.dev/v1alpha1/rerankerendpoints", "search")["mini-1"]
     assert endpoint["status"]["backend"] == "pytorch" and endpoint["status"]["latencyMs"] > 0
@@ -186,7 +186,7 @@ async def test_register_probe_drop_rejoin_withdraw(
     await cluster.eventually(
         lambda: not cluster.api.live("reranker.dev/v1alpha1/rerankerendpoints", "search").get("mini-1")
     )
-    assert not cluster.api.live("coordination.k8s.io/v1/leases", "search").get("mini-1")
+    assert not cluster.api.live("coordination.k8s.io/v1/leases", "search").get("reranker-endpoint-mini-1")
     await cluster.eventually(lambda: address not in slice_endpoints(cluster, "fleet"))
     await cluster.eventually(lambda: not cluster.api.live("v1/services", "search").get("fleet-external"))
 

@@ -28,7 +28,7 @@ def test_manifests_name_the_lease_and_the_reranker() -> None:
     endpoint, lease = registrar.endpoint(), registrar.lease()
     assert endpoint["spec"]["rerankerRef"] == {"name": "fleet"}
     assert (endpoint["spec"]["address"], endpoint["spec"]["port"]) == ("10.0.0.5", 8000)
-    assert endpoint["spec"]["leaseName"] == lease["metadata"]["name"] == registrar.name
+    assert endpoint["spec"]["leaseName"] == lease["metadata"]["name"] == f"reranker-endpoint-{registrar.name}"
     assert registrar.name == default_endpoint_name("fleet")
     assert lease["spec"]["leaseDurationSeconds"] == 30
     assert lease["spec"]["renewTime"].endswith("Z")
