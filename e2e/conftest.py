@@ -26,6 +26,7 @@ NAMESPACE = "e2e"
 SERVER_IMAGE = "reranker-server:e2e"
 MODEL_IMAGE = "reranker-server:e2e-model"
 OPERATOR_IMAGE = "reranker-operator:e2e"
+REGISTRAR_MACHINE = "host"  # the host's reranker-server registers as this machine, with its own token
 BAKED_MODEL = "/models/minilm-cross"
 
 
@@ -87,6 +88,17 @@ class Kube:
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 600) -> str:
         return self.run("kubectl", *args, check=check, input=input, timeout=timeout)
 
+    def registrar_env(self, machine: str, folder: Path) -> dict[str, str]:
+        """An environment whose kubeconfig holds the chart's token for ``machine`` (as README says)."""
+        token = self.kubectl("create", "token", f"reranker-registrar-{machine}", "-n", NAMESPACE).strip()
+        kubeconfig = folder / f"{machine}.kubeconfig"
+        kubeconfig.write_text(self.kubeconfig.read_text())
+        env = os.environ | {"KUBECONFIG": str(kubeconfig)}
+        for args in (["config", "set-credentials", machine, f"--token={token}"],
+                     ["config", "set-context", "--current", f"--user={machine}"]):  # fmt: skip
+            subprocess.run([tool("kubectl") or "kubectl", *args], env=env, check=True, capture_output=True)
+        return env
+
     def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
         out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         return json.loads(out) if out.strip() else None
@@ -106,7 +118,7 @@ class Kube:
     def dump(self) -> None:
         """What a person debugging a failed run wants to see."""
         print("\n===== operator logs =====")
-        print(self.kubectl("logs", "-n", "reranker-system", "deployment/reranker-reranker-operator",
+        print(self.kubectl("logs", "-n", "reranker-system", "deployment/reranker-operator",
                            "--tail=300", check=False))  # fmt: skip
         print("===== events =====")
         print(self.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False))
@@ -145,14 +157,15 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         for image in (MODEL_IMAGE, OPERATOR_IMAGE):
             subprocess.run([kind, "load", "docker-image", image, "--name", CLUSTER], check=True)
-        kube.kubectl("create", "namespace", NAMESPACE)  # before the chart: its registrar Role lives there
+        kube.kubectl("create", "namespace", NAMESPACE)  # before the chart: the machine's Role lives there
         repo, tag = OPERATOR_IMAGE.split(":")
         server_repo, server_tag = MODEL_IMAGE.split(":")
         kube.run("helm", "install", "reranker", str(REPO / "charts" / "reranker"), "-n", "reranker-system",
                  "--create-namespace", "--wait", "--timeout", "5m",
                  "--set", f"operator.image.repository={repo}", "--set", f"operator.image.tag={tag}",
                  "--set", f"server.image.repository={server_repo}", "--set", f"server.image.tag={server_tag}",
-                 "--set", f"registrar.namespaces={{{NAMESPACE}}}")  # fmt: skip
+                 "--set", f"registrar.machines[0].name={REGISTRAR_MACHINE}",
+                 "--set", f"registrar.machines[0].namespace={NAMESPACE}")  # fmt: skip
         yield kube
     finally:
         if request.session.config.stash.get(FAILED, False):

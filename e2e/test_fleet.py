@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from e2e.conftest import BAKED_MODEL, NAMESPACE, REPO, Kube
+from e2e.conftest import BAKED_MODEL, NAMESPACE, REGISTRAR_MACHINE, REPO, Kube
 
 pytestmark = pytest.mark.e2e
 NAME = "minilm"
@@ -96,8 +96,8 @@ def test_fleet_end_to_end(cluster: Kube, tmp_path: Path) -> None:
     host = subprocess.Popen(
         [sys.executable, "-m", "reranker_server", "--host", gateway, "--port", str(host_port),
          "--model-name", BAKED_MODEL, "--register", "--reranker", NAME, "--namespace", NAMESPACE,
-         "--advertise-address", f"{gateway}:{host_port}", "--endpoint-name", "host"],
-        env=kube.env,
+         "--advertise-address", f"{gateway}:{host_port}", "--endpoint-name", REGISTRAR_MACHINE],
+        env=kube.registrar_env(REGISTRAR_MACHINE, tmp_path),  # the chart's per-machine token, not admin
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -105,7 +105,7 @@ def test_fleet_end_to_end(cluster: Kube, tmp_path: Path) -> None:
     finally:
         host.send_signal(signal.SIGTERM)
         host.wait(timeout=60)
-    kube.wait_for(lambda: kube.get("rerankerendpoint", "host") is None, "the host server to withdraw", 60)
+    kube.wait_for(lambda: kube.get("rerankerendpoint", REGISTRAR_MACHINE) is None, "the host server to withdraw", 60)
 
     # deleting the Reranker deletes everything it owned
     kube.kubectl("delete", "reranker", NAME, "-n", NAMESPACE, "--wait=true", "--timeout=300s")
