@@ -127,9 +127,15 @@ async def _reconcile_cached(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_reranker(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+async def reconcile_reranker(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     reranker = _trimmed(body)
     await reconcile(memo.kube, SETTINGS, reranker, _observed(kwargs, memo, reranker))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)  # optional: adds no finalizer of its own
+async def forget_reranker(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Its children go with it (owner references); only what this process remembers is left."""
+    memo.statuses.pop(uid, None)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
