@@ -9,6 +9,8 @@ wanted sends nothing.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +22,7 @@ from reranker_contract.endpoint import EndpointSpec
 
 from . import external, ownership
 from .endpoints import Thresholds
-from .kube import KINDS, Kube
+from .kube import KINDS, Kube, KubeError
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import Observed, reconcile
 from .settings import OperatorSettings
@@ -43,6 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.background.cancellation_polling = 2.0
     memo.kube = Kube.from_environment(SETTINGS.field_manager)
     memo.statuses = {}  # Reranker uid -> the status last written
+    memo.served_metrics, memo.metrics_checked = frozenset(), -math.inf
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
 
 
@@ -88,10 +91,24 @@ def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | Non
     return found
 
 
+async def _served_metrics(memo: kopf.Memo) -> frozenset[str]:
+    """The custom-metrics API's pod metrics, looked up at most once per drift interval for all
+    Rerankers (an adapter installed later is picked up by the next drift check)."""
+    if time.monotonic() - memo.metrics_checked >= SETTINGS.drift_interval:
+        memo.metrics_checked = time.monotonic()
+        try:
+            memo.served_metrics = await memo.kube.served_pod_metrics()
+        except (KubeError, httpx.HTTPError) as exc:
+            logger.warning("custom metrics discovery failed (keeping %s): %s", sorted(memo.served_metrics), exc)
+    served: frozenset[str] = memo.served_metrics
+    return served
+
+
 def _observed(
     indexes: Mapping[str, Any],
     memo: kopf.Memo,
     reranker: dict[str, Any],
+    served: frozenset[str],
     scope: Callable[[ownership.ChildKey], bool] | None = None,
 ) -> Observed:
     """What the caches hold for ``reranker``, and the status this process last wrote for it."""
@@ -104,7 +121,9 @@ def _observed(
     }
     registered = [e for e in indexes["registered_endpoints"].get(key, ()) if not e["metadata"].get("deletionTimestamp")]
     statuses: dict[str, dict[str, Any]] = memo.statuses  # by uid: a new Reranker of the same name starts afresh
-    return Observed(children, registered, scope, statuses.get(uid), lambda status: statuses.__setitem__(uid, status))
+    return Observed(
+        children, registered, scope, served, statuses.get(uid), lambda status: statuses.__setitem__(uid, status)
+    )
 
 
 async def _reconcile_cached(
@@ -118,7 +137,8 @@ async def _reconcile_cached(
     reranker = _one(indexes["rerankers"], (namespace, name))
     if reranker is None or reranker["metadata"].get("deletionTimestamp"):
         return
-    await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, scope))
+    served = await _served_metrics(memo)
+    await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, served, scope))
 
 
 # --- Rerankers ---------------------------------------------------------------------------------
@@ -129,7 +149,8 @@ async def _reconcile_cached(
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_reranker(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     reranker = _trimmed(body)
-    await reconcile(memo.kube, SETTINGS, reranker, _observed(kwargs, memo, reranker))
+    served = await _served_metrics(memo)
+    await reconcile(memo.kube, SETTINGS, reranker, _observed(kwargs, memo, reranker, served))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)  # optional: adds no finalizer of its own

@@ -121,6 +121,17 @@ class Kube:
         )
         _raise_for(response)
 
+    async def served_pod_metrics(self) -> frozenset[str]:
+        """Pod metrics the cluster's custom-metrics API (e.g. prometheus-adapter) serves; none without one.
+
+        A discovery read: every authenticated caller may make it (system:discovery)."""
+        response = await self._http.get("/apis/custom.metrics.k8s.io/v1beta1")
+        if response.status_code in (404, 503):  # no adapter registered, or registered but down
+            return frozenset()
+        _raise_for(response)
+        names = (str(r.get("name", "")) for r in response.json().get("resources") or [])
+        return frozenset(n.split("/", 1)[1] for n in names if n.startswith("pods/"))
+
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         rtype = KINDS[manifest["kind"]]
         response = await self._http.post(rtype.path(manifest["metadata"].get("namespace")), json=manifest)

@@ -34,16 +34,18 @@ def desired_children(
     default_redis_url: str | None,
     registered: list[dict[str, Any]],
     operator_namespace: str | None = None,
+    served_metrics: frozenset[str] = frozenset(),
 ) -> dict[ChildKey, Manifest]:
     """Every child that should exist now, by (kind, name); what is absent should not exist.
 
+    ``served_metrics``: the pod metrics the cluster's custom-metrics API serves (for the HPA).
     ``registered``: the RerankerEndpoints naming this Reranker. With any, ``<name>-external``
     exists, and the probed ones are listed in EndpointSlices of both Services.
     """
     wanted: list[Manifest | None] = [
         resources.deployment(owner, spec, profile, image, default_redis_url),
         resources.service(owner, spec, profile),
-        resources.hpa(owner, spec, profile),
+        resources.hpa(owner, spec, profile, served_metrics),
         resources.pdb(owner, spec, profile),
         resources.network_policy(owner, spec, profile, operator_namespace),
     ]

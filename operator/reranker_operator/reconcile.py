@@ -31,6 +31,7 @@ class Observed:
     # child alone: its siblings may simply not have reached the cache yet, and re-applying them
     # on every sibling's event cost ~1 extra request per child while 100 Rerankers were created.
     scope: Callable[[ownership.ChildKey], bool] | None = None
+    served_metrics: frozenset[str] = frozenset()  # pod metrics the custom-metrics API serves
     # The status this operator last wrote, which the cached Reranker may not show yet.
     last_status: dict[str, Any] | None = None
     record_status: Callable[[dict[str, Any]], None] | None = None  # told what was written
@@ -82,6 +83,16 @@ async def _warn(kube: Kube, body: dict[str, Any], reason: str, message: str) -> 
         logger.warning("could not post event %s: %s", reason, exc)
 
 
+def _autoscaling_status(hpa: dict[str, Any] | None) -> dict[str, Any]:
+    """Which metrics the HPA scales on (request metrics only where the cluster serves them)."""
+    if hpa is None:
+        return {"enabled": False, "metrics": []}
+    names = [
+        m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"] for m in hpa["spec"]["metrics"]
+    ]
+    return {"enabled": True, "metrics": names}
+
+
 def _unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
     return all(current.get(key) == value for key, value in update.items())
 
@@ -100,7 +111,14 @@ async def reconcile(
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
         desired = ownership.desired_children(
-            owner, spec, profile, image, settings.default_redis_url, observed.endpoints, settings.operator_namespace
+            owner,
+            spec,
+            profile,
+            image,
+            settings.default_redis_url,
+            observed.endpoints,
+            settings.operator_namespace,
+            observed.served_metrics,
         )
         todo = ownership.plan(desired, observed.children, owner.uid, observed.scope)
         try:
@@ -111,6 +129,7 @@ async def reconcile(
         status["profile"] = profiles.summary(profile)
         status["url"] = resources.service_url(owner, spec)
         status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
+        status["autoscaling"] = _autoscaling_status(desired.get(("HorizontalPodAutoscaler", name)))
     computed = conditions.compute(
         generation=generation,
         problems=problems,

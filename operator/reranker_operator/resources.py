@@ -257,19 +257,31 @@ def _pods_metric(name: str, average: int) -> dict[str, Any]:
     }
 
 
-def hpa(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest | None:
+# Used when the cluster serves none of the request metrics and the profile scales on no CPU.
+FALLBACK_CPU_UTILIZATION = 70
+
+
+def hpa(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, served_metrics: frozenset[str] = frozenset()
+) -> Manifest | None:
+    """``served_metrics``: the pod metrics the cluster's custom-metrics API serves. An HPA naming a
+    metric nobody serves reports it invalid and then never scales down, so only served ones go in;
+    with none, it scales on CPU."""
     if not spec.autoscaling.enabled:
         return None
-    metrics: list[dict[str, Any]] = [_pods_metric("reranker_requests_in_progress", profile.target_in_progress_requests)]
-    if profile.target_queue_depth is not None:
-        metrics.append(_pods_metric("reranker_queue_depth", profile.target_queue_depth))
-    if profile.target_cpu_utilization is not None:
+    wanted = [("reranker_requests_in_progress", profile.target_in_progress_requests),
+              ("reranker_queue_depth", profile.target_queue_depth)]  # fmt: skip
+    metrics: list[dict[str, Any]] = [
+        _pods_metric(name, target) for name, target in wanted if target is not None and name in served_metrics
+    ]
+    cpu = profile.target_cpu_utilization or (None if metrics else FALLBACK_CPU_UTILIZATION)
+    if cpu is not None:
         metrics.append(
             {
                 "type": "Resource",
                 "resource": {
                     "name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": profile.target_cpu_utilization},
+                    "target": {"type": "Utilization", "averageUtilization": cpu},
                 },
             }
         )

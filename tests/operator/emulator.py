@@ -8,6 +8,8 @@ passed against a plainer emulator. What it reproduces:
   and the registrar's ServiceAccounts (by bearer token); a refusal is a 403 ``Forbidden`` Status
   and is recorded in ``denied`` (the operator fixtures fail on any);
 - the CRDs in ``crds/`` are served as customresourcedefinitions (kopf lists and watches them);
+- ``/apis/custom.metrics.k8s.io/v1beta1`` answers 404 (no custom-metrics adapter, as on most
+  clusters) unless a test sets ``custom_metrics``, as an installed prometheus-adapter would;
 - server-side apply (``application/apply-patch+yaml``) creates a missing object;
 - new objects get a uid, creationTimestamp, resourceVersion, generation and the URL's namespace
   (and generateName works);
@@ -53,6 +55,7 @@ from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, Authorizer, Denial, regis
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
+CUSTOM_METRICS = "/apis/custom.metrics.k8s.io/v1beta1"
 
 # Every kind the operator reads, writes or watches, as discovery lists them.
 RESOURCES: dict[str, dict[str, Any]] = {
@@ -127,9 +130,20 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             crd = yaml.safe_load(path.read_text())
             self.objects[CRDS, None, crd["metadata"]["name"]] = crd
         self.authorizer: Authorizer | None = None
+        self.custom_metrics: list[str] | None = None  # e.g. ["pods/reranker_queue_depth"]; None: no adapter
         self.denied: list[Denial] = []
         # (user, verbs, resource) -> count; an apply that creates is "patch+create"
         self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
+
+    def _custom_metrics_discovery(self) -> aiohttp.web.Response:
+        """What a custom-metrics adapter registers (an APIService), or 404 when none is installed."""
+        if self.custom_metrics is None:
+            return aiohttp.web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+        resources = [{"name": name, "namespaced": True, "kind": "MetricValueList", "verbs": ["get"]}
+                     for name in self.custom_metrics]  # fmt: skip
+        return aiohttp.web.json_response(
+            {"kind": "APIResourceList", "groupVersion": "custom.metrics.k8s.io/v1beta1", "resources": resources}
+        )
 
     def enforce_rbac(self, authorizer: Authorizer) -> None:
         """From now on, authorize every request as the real API server would."""
@@ -200,6 +214,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             log[:] = [r for r in log if r is not request]
 
     async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.url.path.rstrip("/") == CUSTOM_METRICS:
+            return self._custom_metrics_discovery()
         refused = self._authorize(request)
         if refused is not None:
             return refused

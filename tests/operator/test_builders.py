@@ -19,11 +19,19 @@ def spec(**fields: Any) -> RerankerSpec:
     return RerankerSpec.model_validate({"model": {"name": "BAAI/bge-reranker-base"}} | fields)
 
 
+# a cluster whose custom-metrics API (prometheus-adapter) serves both request metrics
+ADAPTER = frozenset({"reranker_requests_in_progress", "reranker_queue_depth"})
+
+
 def children(
-    s: RerankerSpec, profile: HardwareProfile | None = None, image: str = "img", redis: str | None = None
+    s: RerankerSpec,
+    profile: HardwareProfile | None = None,
+    image: str = "img",
+    redis: str | None = None,
+    served: frozenset[str] = ADAPTER,
 ) -> dict[str, Any]:
     """The desired children named like the Reranker, by kind (None: must not exist)."""
-    desired = ownership.desired_children(OWNER, s, profile or profiles.resolve(s), image, redis, [])
+    desired = ownership.desired_children(OWNER, s, profile or profiles.resolve(s), image, redis, [], None, served)
     kinds = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
     return {kind: desired.get((kind, OWNER.name)) for kind in kinds}
 
@@ -119,6 +127,33 @@ def test_cpu_hpa_uses_cpu_and_in_progress_requests() -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
     kinds = {m["type"] for m in hpa["spec"]["metrics"]}
     assert kinds == {"Pods", "Resource"}
+
+
+def metric_names(hpa: dict[str, Any]) -> set[str]:
+    return {
+        m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"] for m in hpa["spec"]["metrics"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("hardware_class", "served", "expected"),
+    [
+        ("cpu", frozenset(), {"cpu"}),  # no adapter: an HPA naming unserved metrics would never scale down
+        ("cpu", frozenset({"reranker_requests_in_progress"}), {"cpu", "reranker_requests_in_progress"}),
+        ("nvidia-gpu", frozenset(), {"cpu"}),  # GPU pods scale on requests; with none served, CPU at 70%
+        ("nvidia-gpu", frozenset({"reranker_queue_depth"}), {"reranker_queue_depth"}),
+        ("nvidia-gpu", ADAPTER, set(ADAPTER)),
+    ],
+)
+def test_hpa_names_only_metrics_the_cluster_serves(
+    hardware_class: str, served: frozenset[str], expected: set[str]
+) -> None:
+    s = spec(hardwareClass=hardware_class)
+    hpa = children(s, served=served)["HorizontalPodAutoscaler"]
+    validate_builtin(hpa)
+    assert metric_names(hpa) == expected
+    if expected == {"cpu"}:
+        assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
 
 
 def test_spec_overrides_the_profile() -> None:

@@ -155,3 +155,27 @@ async def test_bad_spec_gets_a_condition_and_an_event_not_a_crash(cluster: Clust
     await cluster.apply("broken", {"model": {"name": "m"}, "replicas": {"min": 1, "max": 2}})
     await cluster.eventually(lambda: cluster.children("broken")[DEPLOYMENTS] is not None)
     await cluster.eventually(lambda: cluster.condition("broken", "Degraded").get("status") == "False")
+
+
+async def test_hpa_scales_on_request_metrics_only_once_the_cluster_serves_them(cluster: Cluster) -> None:
+    """Without a custom-metrics adapter (most clusters) the HPA scales on CPU; when one appears,
+    the next drift check adds the request metrics."""
+
+    def hpa_metrics() -> set[str] | None:
+        hpa = cluster.children("adaptive")[HPAS]
+        if hpa is None:
+            return None
+        return {m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"]
+                for m in hpa["spec"]["metrics"]}  # fmt: skip
+
+    await cluster.apply("adaptive", {"model": {"name": "m"}})
+    assert await cluster.eventually(hpa_metrics) == {"cpu"}
+    status = await cluster.eventually(lambda: (cluster.reranker("adaptive") or {}).get("status", {}).get("autoscaling"))
+    assert status == {"enabled": True, "metrics": ["cpu"]}
+
+    cluster.api.custom_metrics = ["pods/reranker_requests_in_progress", "pods/reranker_queue_depth"]
+    await cluster.eventually(lambda: hpa_metrics() == {"cpu", "reranker_requests_in_progress"}, within=10)
+    await cluster.eventually(
+        lambda: cluster.reranker("adaptive")["status"]["autoscaling"]["metrics"] == [
+            "reranker_requests_in_progress", "cpu"]
+    )  # fmt: skip
