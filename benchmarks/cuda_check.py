@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "server"), str(REPO / "contract")]
+sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "contract")]
 
 from reranker_server import bench, scoring  # noqa: E402
 from reranker_server.backends import pad  # noqa: E402
 from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, LoadedModel, load_model  # noqa: E402
 from reranker_server.settings import Settings  # noqa: E402
+from tests.conftest import ServerProcess  # noqa: E402  (the test suite's real server on loopback)
 
 
 def scores(model: LoadedModel) -> np.ndarray:
@@ -74,44 +72,24 @@ def varied_shapes_rate(model: LoadedModel, rounds: int = 2) -> list[float]:
     return rates
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve_and_measure(model_dir: str, dtype: str, args: argparse.Namespace) -> None:
     import httpx
 
-    port = free_port()
-    env = os.environ | {"MODEL_NAME": model_dir, "DEVICE_PREFERENCE": "cuda", "DTYPE": dtype, "HOST": "127.0.0.1",
-                        "PORT": str(port), "CACHE_SIZE": "0", "ACCESS_LOG": "false", "BATCH_SIZE": "64"}  # fmt: skip
-    log = Path("/tmp/cuda-check-server.log")
-    with log.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "reranker_server"], env=env, stdout=sink, stderr=sink)
-    url = f"http://127.0.0.1:{port}"
+    env = {"MODEL_NAME": model_dir, "DEVICE_PREFERENCE": "cuda", "DTYPE": dtype, "CACHE_SIZE": "0",
+           "ACCESS_LOG": "false", "BATCH_SIZE": "64"}  # fmt: skip
+    server = ServerProcess(env, Path("/tmp/cuda-check-server.log"))
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not become ready:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        model = httpx.get(f"{url}/health").json()["model"]
+        server.wait_ready(timeout=180)
+        model = httpx.get(f"{server.url}/health").json()["model"]
         print(f"server DTYPE={dtype}: backend {model['backend']}, device {model['device']}, dtype {model['dtype']}")
         for level in [args.concurrency[0], *args.concurrency]:  # the first level twice: cold, then warm
             workload = bench.make_workload(args.requests, args.documents, args.doc_tokens, seed=level)
-            result = asyncio.run(bench.run(url, "cohere", workload, level, 120.0, False)).summary()
+            result = asyncio.run(bench.run(server.url, "cohere", workload, level, 120.0, False)).summary()
             rate, p50, p99 = result["pairs_per_second"], result["latency_p50_ms"], result["latency_p99_ms"]
             print(f"  over HTTP c={level}: {rate:.0f} pairs/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
                   f"errors {result['errors'] or '-'}")  # fmt: skip
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from reranker_contract.endpoint import EndpointSpec, lease_expired
 from . import endpoints
 from .conditions import Condition, render
 from .kube import Kube
+from .models import scheme_of
 from .probe import health_url, probe
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def probe_endpoint(
         state = endpoints.refused("RerankerNotFound", f"no Reranker {spec.reranker!r}")
     elif address_problem:
         state = endpoints.refused("InvalidAddress", address_problem)
-    elif spec.scheme != (fleet := "https" if (reranker.get("spec") or {}).get("tls") else "http"):
+    elif spec.scheme != (fleet := scheme_of(reranker.get("spec") or {})):
         state = endpoints.refused(
             "SchemeMismatch", f"serves {spec.scheme}, the Reranker's pods serve {fleet}: one Service, one scheme"
         )

@@ -138,4 +138,9 @@ class RerankerSpec(_CamelModel):
 
     @property
     def scheme(self) -> str:
-        return "https" if self.tls else "http"
+        return scheme_of({"tls": self.tls})
+
+
+def scheme_of(raw_spec: dict[str, Any]) -> str:
+    """The scheme a Reranker's pods serve, so every endpoint listed with them must too."""
+    return "https" if raw_spec.get("tls") else "http"

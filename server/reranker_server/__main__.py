@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import socket
 import sys
@@ -109,7 +110,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        reason = "is already in use" if exc.errno == 98 else f"can't be used: {exc.strerror}"
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"can't be used: {exc.strerror}"
         raise SystemExit(f"reranker-server: {host}:{port} {reason} (set PORT / --port, HOST / --host)") from None
     sock.set_inheritable(True)
     return sock

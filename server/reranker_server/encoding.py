@@ -27,10 +27,6 @@ class Sequence:
         return len(self.ids)
 
 
-# ``index`` is the document's position in the call (serving maps it to the request's), or None for the query.
-InputTooLong = TooManyTokens
-
-
 class Encoder:
     def __init__(self, checkpoint: Checkpoint) -> None:
         from transformers import AutoTokenizer
@@ -58,14 +54,14 @@ class Encoder:
         query_enc = self._tokenizer.encode(query, add_special_tokens=False)
         budget = self.max_length - self._pair_specials - len(query_enc.ids)
         if budget < 1:
-            raise InputTooLong(None, len(query_enc.ids), self.max_length - self._pair_specials - 1)
+            raise TooManyTokens(None, len(query_enc.ids), self.max_length - self._pair_specials - 1)
         if max_tokens_per_doc is not None:
             budget = min(budget, max_tokens_per_doc)
         out: list[Sequence] = []
         for i, doc_enc in enumerate(self._tokenizer.encode_batch(documents, add_special_tokens=False)):
             if len(doc_enc.ids) > budget:
                 if not truncate:
-                    raise InputTooLong(i, len(doc_enc.ids), budget)
+                    raise TooManyTokens(i, len(doc_enc.ids), budget)
                 doc_enc.truncate(budget, direction=side)
             merged = self._tokenizer.post_process(query_enc, doc_enc, add_special_tokens=True)
             out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
@@ -85,7 +81,7 @@ class Encoder:
         for i, enc in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
             if len(enc.ids) > budget:
                 if not truncate:
-                    raise InputTooLong(None if is_query else i, len(enc.ids), budget)
+                    raise TooManyTokens(None if is_query else i, len(enc.ids), budget)
                 enc.truncate(budget, direction=side)
             merged = self._tokenizer.post_process(enc, None, add_special_tokens=True)
             out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))

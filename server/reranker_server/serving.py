@@ -12,9 +12,9 @@ from . import metrics, scoring
 from .batcher import Batcher
 from .cache import CachedScore, ScoreCache, score_key
 from .distributed import NoSharedCache, SharedCache
-from .encoding import InputTooLong, TruncationSide
+from .encoding import TruncationSide
 from .model import LoadedModel
-from .problems import EmptyQuery, InvalidText, TextTooLong, TooManyDocuments, first_lone_surrogate
+from .problems import EmptyQuery, InvalidText, TextTooLong, TooManyDocuments, TooManyTokens, first_lone_surrogate
 from .settings import Settings
 
 
@@ -146,9 +146,9 @@ class RerankService:
             return {}
         try:
             raw, tokens = await self._compute(query, [documents[i] for i in indices], options)
-        except InputTooLong as exc:  # its index counts this call's documents: make it the request's
+        except TooManyTokens as exc:  # its index counts this call's documents: make it the request's
             index = None if exc.index is None else indices[exc.index]
-            raise InputTooLong(index, exc.tokens, exc.limit) from exc
+            raise TooManyTokens(index, exc.tokens, exc.limit) from exc
         return {i: CachedScore(float(r), t) for i, r, t in zip(indices, raw, tokens, strict=True)}
 
     async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, list[int]]:

@@ -154,8 +154,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         resource = request.resource
         if resource is None or not resource.plural:
             return None  # discovery (/api, /apis/GROUP/VERSION): open to every authenticated caller
-        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        user = self.authorizer.user(token) if self.authorizer else (token or ADMIN)
+        user = self._user(request)
         plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
         verbs = self._verbs(request)
         self.requests[user, "+".join(verbs), f"{resource.group}/{plural}".lstrip("/")] += 1
@@ -169,6 +168,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                           "reason": "Forbidden", "code": 403}  # fmt: skip
                 return aiohttp.web.json_response(status, status=403)
         return None
+
+    def _user(self, request: kmock.Request) -> str:
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        return self.authorizer.user(token) if self.authorizer else (token or ADMIN)
 
     def _verbs(self, request: kmock.Request) -> list[str]:
         method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
@@ -215,6 +218,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.url.path.rstrip("/") == CUSTOM_METRICS:
+            self.requests[self._user(request), "get", "custom.metrics.k8s.io (discovery)"] += 1
             return self._custom_metrics_discovery()
         refused = self._authorize(request)
         if refused is not None:

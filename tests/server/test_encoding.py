@@ -4,7 +4,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from reranker_server.checkpoint import inspect
-from reranker_server.encoding import Encoder, InputTooLong
+from reranker_server.encoding import Encoder
+from reranker_server.problems import TooManyTokens
 
 LONG_DOC = "the river flows into the sea and rain falls on the hills " * 80
 
@@ -41,10 +42,10 @@ def test_max_tokens_per_doc_and_refusing_to_truncate(minilm_cross_dir: Path) -> 
     encoder = Encoder(inspect(str(minilm_cross_dir), None))
     capped = encoder.encode_pairs("q", [LONG_DOC], max_tokens_per_doc=10)[0]
     assert len(capped) == 1 + 1 + 1 + 10 + 1  # [CLS] q [SEP] doc [SEP]
-    with pytest.raises(InputTooLong) as too_long:
+    with pytest.raises(TooManyTokens) as too_long:
         encoder.encode_pairs("q", ["fine", LONG_DOC], truncate=False)
     assert too_long.value.index == 1
-    with pytest.raises(InputTooLong) as query_too_long:
+    with pytest.raises(TooManyTokens) as query_too_long:
         encoder.encode_pairs(LONG_DOC, ["doc"])
     assert query_too_long.value.index is None
 
