@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reranker-server",
         description="Serve a reranker over HTTP (Cohere/Jina /v1/rerank and /v2/rerank, TEI /rerank). "
-        "Each flag overrides the environment variable named in its help.",
+        "Each flag overrides the environment variable named in its help. "
+        "`reranker-server download MODEL` fills a model cache instead (see its --help).",
     )
     for field_name, field in Settings.model_fields.items():
         name = field.alias or field_name  # the flag, the variable and the keyword Settings takes
@@ -117,7 +118,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    overrides = vars(build_parser().parse_args(argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["download"]:  # `reranker-server download MODEL`: fill a model cache, serve nothing
+        from . import download
+
+        download.main(args[1:])
+        return
+    overrides = vars(build_parser().parse_args(args))
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

@@ -51,14 +51,16 @@ def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, st
         return local, model_name, f"local:{local}"
     if local.is_absolute() or model_name.startswith("."):
         raise CheckpointError(f"MODEL_NAME: directory {model_name!r} does not exist")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    from .download import MODEL_FILE_PATTERNS, verified_snapshot
+
+    # filled by `reranker-server download` (the operator's loader Job): no hub request at all
+    cached = verified_snapshot(Path(constants.HF_HUB_CACHE), model_name, revision)
+    if cached is not None:
+        return cached, model_name, f"cache:{model_name}"
     try:
-        path = snapshot_download(
-            model_name,
-            revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"],
-        )
+        path = snapshot_download(model_name, revision=revision, allow_patterns=list(MODEL_FILE_PATTERNS))
     except Exception as exc:
         raise CheckpointError(f"MODEL_NAME: cannot fetch {model_name!r} (revision {revision}): {exc}") from exc
     return Path(path), model_name, f"remote:{model_name}"
