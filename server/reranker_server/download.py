@@ -93,7 +93,7 @@ class Progress:
         self._last = -float("inf")
         self._bar: Any = None
         if bar:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
 
             self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, file=sys.stderr, mininterval=1.0)
 
@@ -166,7 +166,7 @@ def download(
     """Fetch what is missing, verify it, link the snapshot; returns the snapshot directory."""
     import httpx
     from huggingface_hub import constants
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
     commit, files = remote_files(model, revision, token)
     root = repo_dir(cache_dir, model)
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         path = wait_for(cache_dir, args.model, args.revision, args.poll, say)
     else:
         try:
-            path = download(args.model, args.revision, cache_dir, get_token(), bar=sys.stderr.isatty())
+            path = download(args.model, args.revision, cache_dir, get_token(), bar=sys.stderr.isatty())  # type: ignore[no-untyped-call]
         except DownloadError as exc:
             raise SystemExit(f"reranker-server download: {exc}") from None
     say(f"{args.model} is ready in {path}")
