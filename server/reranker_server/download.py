@@ -229,17 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(message: str) -> None:
+    print(f"reranker-server download: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from huggingface_hub import constants, get_token
 
     args = build_parser().parse_args(argv)
     cache_dir = args.cache_dir or Path(constants.HF_HUB_CACHE)
-    say = lambda message: print(f"reranker-server download: {message}", file=sys.stderr, flush=True)  # noqa: E731
     if args.wait:
         path = wait_for(cache_dir, args.model, args.revision, args.poll, say)
     else:
         try:
-            path = download(args.model, args.revision, cache_dir, get_token(), bar=sys.stderr.isatty())  # type: ignore[no-untyped-call]
+            path = download(args.model, args.revision, cache_dir, get_token(), bar=sys.stderr.isatty())
         except DownloadError as exc:
             raise SystemExit(f"reranker-server download: {exc}") from None
     say(f"{args.model} is ready in {path}")
