@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .model_cache import CacheState
 from .models import RerankerSpec
 from .profiles import parse_cpu
 from .resources import RESERVED_ENV
@@ -60,8 +61,24 @@ def compute(
     apply_error: str | None,
     deployment: dict[str, Any] | None,
     min_replicas: int,
+    cache: CacheState | None = None,
 ) -> list[Condition]:
-    """Ready, Progressing and Degraded from what the operator knows now."""
+    """Ready, Progressing and Degraded from what the operator knows now; ModelCached with a cache."""
+    computed = _compute(generation, problems, apply_error, deployment, min_replicas, cache)
+    if cache is None:
+        return computed
+    reason = {"Cached": "Cached", "Loading": "Loading", "Failed": "LoadFailed"}[cache.phase]
+    return [*computed, Condition("ModelCached", cache.phase == "Cached", reason, cache.message)]
+
+
+def _compute(
+    generation: int,
+    problems: list[str],
+    apply_error: str | None,
+    deployment: dict[str, Any] | None,
+    min_replicas: int,
+    cache: CacheState | None,
+) -> list[Condition]:
     if problems:
         message = "; ".join(problems)
         return [
@@ -84,8 +101,12 @@ def compute(
     dconds = _deployment_conditions(deployment)
 
     failure = dconds.get("ReplicaFailure", {})
-    stalled = dconds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
-    if failure.get("status") == "True":
+    # new pods wait for a model still loading: that outlasting the progress deadline is no fault
+    loading = cache is not None and cache.phase == "Loading"
+    stalled = dconds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" and not loading
+    if cache is not None and cache.phase == "Failed":
+        degraded = Condition("Degraded", True, "ModelLoadFailed", cache.message)
+    elif failure.get("status") == "True":
         degraded = Condition("Degraded", True, "ReplicaFailure", failure.get("message", "pods cannot be created"))
     elif stalled:
         degraded = Condition("Degraded", True, "ProgressDeadlineExceeded", dconds["Progressing"].get("message", ""))
@@ -94,7 +115,9 @@ def compute(
 
     rolling = deployment is None or observed < deploy_generation or updated < desired or ready < desired
     progressing = (
-        Condition("Progressing", True, "RollingOut", f"{updated}/{desired} updated, {ready} ready")
+        Condition("Progressing", True, "LoadingModel", cache.message)
+        if loading and cache is not None
+        else Condition("Progressing", True, "RollingOut", f"{updated}/{desired} updated, {ready} ready")
         if rolling
         else Condition("Progressing", False, "Reconciled", f"generation {generation} rolled out")
     )

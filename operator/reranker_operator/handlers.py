@@ -22,10 +22,10 @@ import kopf
 from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
 
-from . import external, ownership
+from . import external, model_cache, ownership
 from .endpoints import Thresholds
 from .kube import KINDS, Kube, KubeError
-from .models import GROUP, PLURAL, VERSION
+from .models import GROUP, PLURAL, VERSION, ModelRef
 from .reconcile import Observed, reconcile
 from .settings import OperatorSettings
 
@@ -49,7 +49,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf hands each object a shallow copy of memo: what all Rerankers share lives in mutable objects
     memo.statuses = {}  # Reranker uid -> the status last written
     memo.locks = {}  # Reranker uid -> held while it is reconciled
-    memo.metrics = MetricsDiscovery(SETTINGS.drift_interval)
+    memo.cluster = ClusterDiscovery(SETTINGS.drift_interval)
+    memo.progress = {}  # Reranker uid -> what its model loader last printed
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
 
 
@@ -96,28 +97,38 @@ def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | Non
 
 
 @dataclass
-class MetricsDiscovery:
-    """The pod metrics the custom-metrics API serves, looked up at most once per ``interval`` for
-    all Rerankers (an adapter installed later is picked up within a drift interval)."""
+class ClusterDiscovery:
+    """What the cluster offers (custom metrics served, storage classes), looked up at most once
+    per ``interval`` for all Rerankers: an adapter or a class added later is seen within a drift
+    interval. A failed lookup keeps what the last one found."""
 
     interval: float
-    served: frozenset[str] = frozenset()
+    facts: ownership.ClusterFacts = field(default_factory=ownership.ClusterFacts)
     checked: float = -math.inf
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def current(self, kube: Kube) -> frozenset[str]:
+    async def current(self, kube: Kube) -> ownership.ClusterFacts:
         async with self.lock:  # concurrent reconciles wait for one lookup instead of each making one
             if time.monotonic() - self.checked >= self.interval:
                 self.checked = time.monotonic()
-                try:
-                    self.served = await kube.served_pod_metrics()
-                except (KubeError, httpx.HTTPError) as exc:
-                    logger.warning("custom metrics discovery failed (keeping %s): %s", sorted(self.served), exc)
-        return self.served
+                self.facts = await self._lookup(kube)
+        return self.facts
+
+    async def _lookup(self, kube: Kube) -> ownership.ClusterFacts:
+        served, classes, default = self.facts.served_metrics, self.facts.provisioners, self.facts.default_storage_class
+        try:
+            served = await kube.served_pod_metrics()
+        except (KubeError, httpx.HTTPError) as exc:
+            logger.warning("custom metrics discovery failed (keeping %s): %s", sorted(served), exc)
+        try:
+            classes, default = await kube.storage_classes()
+        except (KubeError, httpx.HTTPError) as exc:
+            logger.warning("listing storage classes failed (keeping %s): %s", sorted(classes), exc)
+        return ownership.ClusterFacts(served, classes, default)
 
 
-async def _served_metrics(memo: kopf.Memo) -> frozenset[str]:
-    discovery: MetricsDiscovery = memo.metrics
+async def _cluster_facts(memo: kopf.Memo) -> ownership.ClusterFacts:
+    discovery: ClusterDiscovery = memo.cluster
     return await discovery.current(memo.kube)
 
 
@@ -125,7 +136,7 @@ def _observed(
     indexes: Mapping[str, Any],
     memo: kopf.Memo,
     reranker: dict[str, Any],
-    served: frozenset[str],
+    cluster: ownership.ClusterFacts,
     scope: Callable[[ownership.ChildKey], bool] | None = None,
 ) -> Observed:
     """What the caches hold for ``reranker``, and the status this process last wrote for it."""
@@ -139,7 +150,13 @@ def _observed(
     registered = [e for e in indexes["registered_endpoints"].get(key, ()) if not e["metadata"].get("deletionTimestamp")]
     statuses: dict[str, dict[str, Any]] = memo.statuses  # by uid: a new Reranker of the same name starts afresh
     return Observed(
-        children, registered, scope, served, statuses.get(uid), lambda status: statuses.__setitem__(uid, status)
+        children,
+        registered,
+        scope,
+        cluster,
+        memo.progress.get(uid),
+        statuses.get(uid),
+        lambda status: statuses.__setitem__(uid, status),
     )
 
 
@@ -166,10 +183,10 @@ async def _reconcile_one(
     """One reconcile of a Reranker at a time: its create handler and its children's first events
     arrive together, and each wrote the same status (measured: ~3.7 status patches per new
     Reranker, 2 with the lock). The one that waited sees what the first wrote and sends nothing."""
-    served = await _served_metrics(memo)
+    cluster = await _cluster_facts(memo)
     locks: dict[str, asyncio.Lock] = memo.locks
     async with locks.setdefault(reranker["metadata"].get("uid", ""), asyncio.Lock()):
-        await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, served, scope))
+        await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, cluster, scope))
 
 
 # --- Rerankers ---------------------------------------------------------------------------------
@@ -187,12 +204,40 @@ async def forget_reranker(uid: str, memo: kopf.Memo, **_: Any) -> None:
     """Its children go with it (owner references); only what this process remembers is left."""
     memo.statuses.pop(uid, None)
     memo.locks.pop(uid, None)
+    memo.progress.pop(uid, None)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
 async def drift_check(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A safety net for a missed watch event: compares the caches, sends nothing when they agree."""
     await _reconcile_cached(memo, kwargs, namespace or "", name)
+
+
+def _model_loading(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    cache = status.get("modelCache") or {}
+    return bool((spec.get("model") or {}).get("cache")) and cache.get("phase") != "Cached"
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.cache_poll_interval, when=_model_loading)
+async def follow_model_load(
+    body: kopf.Body, namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """While the loader runs: read its progress from its pod's log into status.modelCache."""
+    model = (body.spec.get("model") or {}).get("name")
+    revision = (body.spec.get("model") or {}).get("revision")
+    if not model:
+        return
+    job = model_cache.job_name(name, ModelRef(name=model, revision=revision))
+    try:
+        log = await memo.kube.job_log(namespace or "", job, model_cache.LOADER_CONTAINER)
+    except (KubeError, httpx.HTTPError) as exc:
+        logger.warning("reading the loader log of %s/%s failed: %s", namespace, name, exc)
+        return
+    progress = model_cache.last_progress(log or "")
+    seen: dict[str, dict[str, int]] = memo.progress
+    if progress is not None and progress != seen.get(uid):
+        seen[uid] = progress
+        await _reconcile_cached(memo, kwargs, namespace or "", name, scope=lambda key: False)
 
 
 # --- children: a change or deletion by anyone else is put right ----------------------------------

@@ -51,6 +51,10 @@ KINDS: dict[str, ResourceType] = {
     "EndpointSlice": ResourceType("discovery.k8s.io", "v1", "endpointslices"),
     "NetworkPolicy": ResourceType("networking.k8s.io", "v1", "networkpolicies"),
     "Lease": ResourceType("coordination.k8s.io", "v1", "leases"),
+    "PersistentVolumeClaim": ResourceType("", "v1", "persistentvolumeclaims"),
+    "Job": ResourceType("batch", "v1", "jobs"),
+    "Pod": ResourceType("", "v1", "pods"),
+    "StorageClass": ResourceType("storage.k8s.io", "v1", "storageclasses", namespaced=False),
     "Event": ResourceType("", "v1", "events"),
 }
 
@@ -107,7 +111,10 @@ class Kube:
         return result
 
     async def delete(self, kind: str, namespace: str | None, name: str) -> bool:
-        response = await self._http.delete(KINDS[kind].path(namespace, name))
+        # Background: a Job's pods go with it (the API's default for Jobs is to orphan them)
+        response = await self._http.delete(
+            KINDS[kind].path(namespace, name), params={"propagationPolicy": "Background"}
+        )
         if response.status_code == 404:
             return False
         _raise_for(response)
@@ -131,6 +138,37 @@ class Kube:
         _raise_for(response)
         names = (str(r.get("name", "")) for r in response.json().get("resources") or [])
         return frozenset(n.split("/", 1)[1] for n in names if n.startswith("pods/"))
+
+    async def storage_classes(self) -> tuple[dict[str, str], str | None]:
+        """StorageClass name -> provisioner, and the cluster's default class."""
+        response = await self._http.get(KINDS["StorageClass"].path(None))
+        _raise_for(response)
+        provisioners, default = {}, None
+        for item in response.json().get("items") or []:
+            meta = item.get("metadata") or {}
+            provisioners[meta.get("name", "")] = str(item.get("provisioner", ""))
+            if (meta.get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true":
+                default = meta.get("name")
+        return provisioners, default
+
+    async def job_log(self, namespace: str, job: str, container: str, tail: int = 50) -> str | None:
+        """The end of the log of the Job's newest pod; None while it has none."""
+        pods = KINDS["Pod"]
+        response = await self._http.get(
+            pods.path(namespace), params={"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+        )
+        _raise_for(response)
+        items = sorted(response.json().get("items") or [], key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        if not items:
+            return None
+        name = items[-1]["metadata"]["name"]
+        response = await self._http.get(
+            pods.path(namespace, name, "log"), params={"container": container, "tailLines": str(tail)}
+        )
+        if response.status_code in (400, 404):  # the container has not started yet, or the pod is gone
+            return None
+        _raise_for(response)
+        return response.text
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         rtype = KINDS[manifest["kind"]]

@@ -30,9 +30,41 @@ class _CamelModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, alias_generator=_alias)
 
 
+class SecretKeyRef(_CamelModel):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+AccessMode = Literal["ReadOnlyMany", "ReadWriteOnce"]
+
+
+class PvcCache(_CamelModel):
+    """A PersistentVolumeClaim the loader Job fills once and every server pod mounts read-only."""
+
+    size: str | None = None
+    storage_class_name: str | None = None
+    access_mode: AccessMode | None = None  # unset: decided from the storage class's provisioner
+    create: bool = True
+    existing_claim: str | None = None
+
+    @model_validator(mode="after")
+    def _sized(self) -> PvcCache:
+        if self.existing_claim is None and not self.create:
+            raise ValueError("model.cache.pvc: create is false, so existingClaim must name the claim to use")
+        if self.existing_claim is None and not self.size:
+            raise ValueError("model.cache.pvc.size: required when the operator creates the claim")
+        return self
+
+
+class ModelCache(_CamelModel):
+    pvc: PvcCache
+
+
 class ModelRef(_CamelModel):
     name: str = Field(min_length=1)
     revision: str | None = None
+    cache: ModelCache | None = None
+    token_secret_ref: SecretKeyRef | None = None  # HF_TOKEN for gated models (the loader only)
 
 
 class Replicas(_CamelModel):
@@ -72,11 +104,6 @@ class EnvVar(_CamelModel):
     name: str = Field(min_length=1)
     value: str | None = None
     value_from: dict[str, Any] | None = None
-
-
-class SecretKeyRef(_CamelModel):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
 
 
 class RedisCache(_CamelModel):

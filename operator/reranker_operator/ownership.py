@@ -8,22 +8,42 @@ its controlling owner reference (the garbage collector removes them with it) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reranker_contract.api import API_VERSION, RERANKER_KIND
 
-from . import endpoints, resources
+from . import endpoints, model_cache, resources
 from .models import RerankerSpec
 from .profiles import HardwareProfile
 from .resources import Manifest, Owner
 
 # Every kind a Reranker may own. The operator watches each (labels: MANAGED_LABELS) into a cache.
 OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                                "NetworkPolicy", "EndpointSlice")  # fmt: skip
+                                "NetworkPolicy", "EndpointSlice", "PersistentVolumeClaim", "Job")  # fmt: skip
+# Created once and then left alone: a Job's template and most of a claim's spec are immutable
+# (an apply that changes them is refused), and a new model gets a new claim and Job by name.
+CREATE_ONLY_KINDS = frozenset({"PersistentVolumeClaim", "Job"})
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
 ChildKey = tuple[str, str]  # (kind, name)
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the reconcile knows of the cluster beyond the Reranker's own objects."""
+
+    served_metrics: frozenset[str] = frozenset()  # pod metrics the custom-metrics API serves
+    provisioners: Mapping[str, str] = field(default_factory=dict)  # StorageClass name -> provisioner
+    default_storage_class: str | None = None
+
+    def provisioner(self, storage_class: str | None) -> str | None:
+        return self.provisioners.get(storage_class or self.default_storage_class or "")
+
+
+def cache_access_mode(spec: RerankerSpec, cluster: ClusterFacts) -> model_cache.AccessMode:
+    assert spec.model.cache is not None
+    return model_cache.access_mode(spec.model, cluster.provisioner(spec.model.cache.pvc.storage_class_name))
 
 
 def desired_children(
@@ -34,18 +54,27 @@ def desired_children(
     default_redis_url: str | None,
     registered: list[dict[str, Any]],
     operator_namespace: str | None = None,
-    served_metrics: frozenset[str] = frozenset(),
+    cluster: ClusterFacts = ClusterFacts(),
+    live: Mapping[ChildKey, dict[str, Any]] | None = None,
 ) -> dict[ChildKey, Manifest]:
     """Every child that should exist now, by (kind, name); what is absent should not exist.
 
-    ``served_metrics``: the pod metrics the cluster's custom-metrics API serves (for the HPA).
     ``registered``: the RerankerEndpoints naming this Reranker. With any, ``<name>-external``
-    exists, and the probed ones are listed in EndpointSlices of both Services.
+    exists, and the probed ones are listed in EndpointSlices of both Services. ``live``: the
+    children as the caches hold them (a ReadWriteOnce model cache pins the pods to its node).
     """
+    cache_node = None
+    cache_children: list[Manifest | None] = []
+    if spec.model.cache is not None:
+        mode = cache_access_mode(spec, cluster)
+        claim = (live or {}).get(("PersistentVolumeClaim", model_cache.claim_name(owner.name, spec.model)))
+        cache_node = model_cache.pinned_node(claim, mode)
+        cache_children = resources.model_cache_children(owner, spec, profile, image, mode)
     wanted: list[Manifest | None] = [
-        resources.deployment(owner, spec, profile, image, default_redis_url),
+        resources.deployment(owner, spec, profile, image, default_redis_url, cache_node),
+        *cache_children,
         resources.service(owner, spec, profile),
-        resources.hpa(owner, spec, profile, served_metrics),
+        resources.hpa(owner, spec, profile, cluster.served_metrics),
         resources.pdb(owner, spec, profile),
         resources.network_policy(owner, spec, profile, operator_namespace),
     ]
@@ -88,7 +117,11 @@ def plan(
     scope: Callable[[ChildKey], bool] | None = None,
 ) -> Plan:
     """What to send so that ``live`` becomes ``desired`` (within ``scope``): nothing when they agree."""
-    apply = [m for key, m in desired.items() if key not in live or not contains(live[key], m)]
+    apply = [
+        m
+        for key, m in desired.items()
+        if key not in live or (key[0] not in CREATE_ONLY_KINDS and not contains(live[key], m))
+    ]
     delete = [key for key, child in live.items() if key not in desired and owned_by(child, owner_uid)]
     if scope is not None:
         apply = [m for m in apply if scope((m["kind"], m["metadata"]["name"]))]

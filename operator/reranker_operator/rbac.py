@@ -41,6 +41,12 @@ RULES: tuple[Rule, ...] = (
     Rule("networking.k8s.io", "networkpolicies", _CHILD, "application", "spec.networkPolicy's policy"),
     Rule("discovery.k8s.io", "endpointslices", _CHILD, "application",
          "external endpoints listed in the Reranker's Services"),
+    Rule("", "persistentvolumeclaims", _CHILD, "application", "spec.model.cache's claim"),
+    Rule("batch", "jobs", _CHILD, "application", "the Job that loads the model into the cache"),
+    Rule("", "pods", ("list",), "application", "finds the loader's pod"),
+    Rule("", "pods/log", ("get",), "application", "reads the loader's progress"),
+    Rule("storage.k8s.io", "storageclasses", ("list",), "application",
+         "a model cache's access mode follows its class's provisioner"),
 )  # fmt: skip
 
 

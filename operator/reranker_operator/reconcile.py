@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions, ownership, profiles, resources
+from . import conditions, model_cache, ownership, profiles, resources
 from .kube import Kube, KubeError
 from .settings import OperatorSettings
 
@@ -31,7 +31,8 @@ class Observed:
     # child alone: its siblings may simply not have reached the cache yet, and re-applying them
     # on every sibling's event cost ~1 extra request per child while 100 Rerankers were created.
     scope: Callable[[ownership.ChildKey], bool] | None = None
-    served_metrics: frozenset[str] = frozenset()  # pod metrics the custom-metrics API serves
+    cluster: ownership.ClusterFacts = field(default_factory=ownership.ClusterFacts)
+    load_progress: dict[str, int] | None = None  # what the model loader last printed
     # The status this operator last wrote, which the cached Reranker may not show yet.
     last_status: dict[str, Any] | None = None
     record_status: Callable[[dict[str, Any]], None] | None = None  # told what was written
@@ -106,6 +107,7 @@ async def reconcile(
     spec, problems = conditions.validate(body.get("spec") or {}, settings.reranker_image)
     apply_error: str | None = None
     deployment = observed.children.get(("Deployment", name))
+    cache: model_cache.CacheState | None = None
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
         profile = profiles.resolve(spec)
@@ -118,7 +120,8 @@ async def reconcile(
             settings.default_redis_url,
             observed.endpoints,
             settings.operator_namespace,
-            observed.served_metrics,
+            observed.cluster,
+            observed.children,
         )
         todo = ownership.plan(desired, observed.children, owner.uid, observed.scope)
         try:
@@ -130,12 +133,20 @@ async def reconcile(
         status["url"] = resources.service_url(owner, spec)
         status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
         status["autoscaling"] = _autoscaling_status(desired.get(("HorizontalPodAutoscaler", name)))
+        if spec.model.cache is not None:
+            job = observed.children.get(("Job", model_cache.job_name(name, spec.model)))
+            cache = model_cache.state(job, observed.load_progress)
+            claim = model_cache.claim_name(name, spec.model)
+            status["modelCache"] = cache.status(claim, ownership.cache_access_mode(spec, observed.cluster))
+        else:
+            status["modelCache"] = None  # a merge patch: removes what an earlier spec left
     computed = conditions.compute(
         generation=generation,
         problems=problems,
         apply_error=apply_error,
         deployment=deployment,
         min_replicas=spec.replicas.min if spec else 1,
+        cache=cache,
     )
     current = body.get("status") or {}
     previous = current.get("conditions") or []

@@ -11,12 +11,25 @@ from typing import Any
 from reranker_contract import server_env as env_names
 from reranker_contract.health import LIVE_PATH, READY_PATH
 
+from . import model_cache
 from .models import API_VERSION, KIND, RerankerSpec
 from .profiles import HardwareProfile, ProbeTiming
 
 MANAGED_BY = "reranker-operator"
 CONTAINER_PORT = 8000
-MODEL_CACHE_DIR = "/models"
+MODEL_CACHE_DIR = model_cache.MOUNT
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,  # the model cache claim is writable by the loader, readable by the servers
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 API_KEYS_DIR = "/etc/reranker/api-keys"
 TLS_DIR = "/etc/reranker/tls"
 # Variables the operator sets from spec fields; spec.env may not override them.
@@ -62,6 +75,26 @@ def _metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
         "labels": labels(owner.name, hardware_class),
         "ownerReferences": [owner.reference()],
     }
+
+
+def loader_labels(name: str, hardware_class: str) -> dict[str, str]:
+    """The loader's pods: managed, but outside the Service's and the Deployment's selector."""
+    return labels(name, hardware_class) | {"app.kubernetes.io/name": "reranker-loader",
+                                           "app.kubernetes.io/component": "model-loader"}  # fmt: skip
+
+
+def model_cache_children(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, mode: model_cache.AccessMode
+) -> list[Manifest | None]:
+    """The claim (unless it exists already) and the Job that fills it, for this model and revision."""
+    model = spec.model
+    claim_meta = _metadata(owner, model_cache.claim_name(owner.name, model), profile.hardware_class)
+    job_meta = _metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
+    job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
+    job = model_cache.loader_job(
+        job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY, CONTAINER_SECURITY
+    )
+    return [model_cache.pvc(claim_meta, model, mode), job]
 
 
 def _probe(path: str, timing: ProbeTiming, scheme: str) -> dict[str, Any]:
@@ -113,6 +146,8 @@ def server_env(
     }
     if spec.model.revision:
         managed[env_names.MODEL_REVISION] = spec.model.revision
+    if spec.model.cache is not None:
+        managed[env_names.HF_HUB_OFFLINE] = "1"  # the loader filled the claim; never ask the hub
     if spec.auth is not None:
         managed[env_names.API_KEY_FILE] = f"{API_KEYS_DIR}/{spec.auth.api_key_secret_ref.key}"
     if spec.tls is not None:
@@ -127,6 +162,9 @@ def server_env(
             continue  # the user's value replaces the profile's
         env.append({"name": name, "value": value})
     env += cache_env(spec, default_redis_url)
+    token = spec.model.token_secret_ref
+    if token is not None and spec.model.cache is None:  # with a cache only the loader needs it
+        env.append({"name": env_names.HF_TOKEN, "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
     for var in spec.env:
         if var.name in RESERVED_ENV:
             continue  # refused by validation; never silently applied
@@ -159,22 +197,33 @@ def secret_mounts(spec: RerankerSpec) -> list[dict[str, Any]]:
     return mounts
 
 
+def _pin_to(node: str) -> dict[str, Any]:
+    term = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
 def deployment(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, default_redis_url: str | None = None
+    owner: Owner,
+    spec: RerankerSpec,
+    profile: HardwareProfile,
+    image: str,
+    default_redis_url: str | None = None,
+    cache_node: str | None = None,
 ) -> Manifest:
+    """``cache_node``: the node a ReadWriteOnce model cache is attached to (the pods must run there)."""
     resources: dict[str, Any] = {}
     if profile.requests:
         resources["requests"] = profile.requests
     if profile.limits:
         resources["limits"] = profile.limits
+    cached = spec.model.cache is not None
+    model_volume = (
+        model_cache.volume(owner.name, spec.model, read_only=True)
+        if cached
+        else {"name": "model-cache", "emptyDir": {}}
+    )
     pod_spec: dict[str, Any] = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": POD_SECURITY,
         # drain (readiness fails, listener stays open) + in-flight grace + margin
         "terminationGracePeriodSeconds": profile.drain_seconds + profile.shutdown_grace_seconds + 5,
         "containers": [
@@ -191,26 +240,26 @@ def deployment(
                 # terminating pods leave the Service's endpoints; the sleep lets every proxy see
                 # that before SIGTERM, after which the server finishes what it has in flight
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(profile.drain_seconds)]}}},
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": CONTAINER_SECURITY,
                 "volumeMounts": [
-                    {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
+                    {"name": "model-cache", "mountPath": MODEL_CACHE_DIR} | ({"readOnly": True} if cached else {}),
                     {"name": "tmp", "mountPath": "/tmp"},
                     *secret_mounts(spec),
                 ],
             }
         ],
-        "volumes": [{"name": "model-cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *secret_volumes(spec)],
+        "volumes": [model_volume, {"name": "tmp", "emptyDir": {}}, *secret_volumes(spec)],
     }
+    if cached:
+        pod_spec["initContainers"] = [model_cache.wait_container(spec.model, image, CONTAINER_SECURITY)]
     if profile.node_selector:
         pod_spec["nodeSelector"] = profile.node_selector
     if profile.tolerations:
         pod_spec["tolerations"] = profile.tolerations
     if spec.affinity:
         pod_spec["affinity"] = spec.affinity
+    if cache_node:
+        pod_spec["affinity"] = (spec.affinity or {}) | _pin_to(cache_node)
     deploy_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner.name)},
         # never below the ready count: bring a new pod up before taking an old one down

@@ -16,6 +16,9 @@ class OperatorSettings(BaseSettings):
     default_redis_url: str | None = Field(
         None, description="Shared score cache for Rerankers without spec.cache.redis (distributed mode)."
     )
+    cache_poll_interval: float = Field(
+        10.0, gt=0, description="Seconds between reads of a model loader's progress while it runs."
+    )
     probe_interval: float = Field(10.0, gt=0, description="Seconds between /health probes of each external endpoint.")
     probe_timeout: float = Field(2.0, gt=0, description="Seconds a probe may take.")
     failures_to_drop: int = Field(2, ge=1, description="Failed probes in a row that take an endpoint out.")

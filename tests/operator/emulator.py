@@ -8,6 +8,8 @@ passed against a plainer emulator. What it reproduces:
   and the registrar's ServiceAccounts (by bearer token); a refusal is a 403 ``Forbidden`` Status
   and is recorded in ``denied`` (the operator fixtures fail on any);
 - the CRDs in ``crds/`` are served as customresourcedefinitions (kopf lists and watches them);
+- ``pods/{name}/log`` answers the text a test put in ``pod_logs`` (plain text, as the kubelet's
+  log stream is), honouring ``tailLines``; 400 "ContainerCreating" before any;
 - ``/apis/custom.metrics.k8s.io/v1beta1`` answers 404 (no custom-metrics adapter, as on most
   clusters) unless a test sets ``custom_metrics``, as an installed prometheus-adapter would;
 - server-side apply (``application/apply-patch+yaml``) creates a missing object;
@@ -68,6 +70,10 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "discovery.k8s.io/v1/endpointslices": {"kind": "EndpointSlice", "subresources": set()},
     "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "subresources": set()},
     "coordination.k8s.io/v1/leases": {"kind": "Lease", "subresources": set()},
+    "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "subresources": {"status"}},
+    "batch/v1/jobs": {"kind": "Job", "subresources": {"status"}},
+    "v1/pods": {"kind": "Pod", "subresources": {"status", "log"}},
+    "storage.k8s.io/v1/storageclasses": {"kind": "StorageClass", "subresources": set(), "namespaced": False},
     "v1/events": {"kind": "Event", "subresources": set()},
     "v1/namespaces": {"kind": "Namespace", "subresources": set(), "namespaced": False},
     CRDS: {"kind": "CustomResourceDefinition", "subresources": {"status"}, "namespaced": False},
@@ -132,6 +138,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self.authorizer: Authorizer | None = None
         self.custom_metrics: list[str] | None = None  # e.g. ["pods/reranker_queue_depth"]; None: no adapter
         self.denied: list[Denial] = []
+        self.pod_logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> its log
         # (user, verbs, resource) -> count; an apply that creates is "patch+create"
         self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
@@ -144,6 +151,15 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return aiohttp.web.json_response(
             {"kind": "APIResourceList", "groupVersion": "custom.metrics.k8s.io/v1beta1", "resources": resources}
         )
+
+    def _pod_log(self, request: kmock.Request) -> aiohttp.web.Response:
+        log = self.pod_logs.get((request.namespace or "", request.name or ""))
+        if log is None:
+            message = f'container "{request.params.get("container")}" in pod "{request.name}" is waiting to start'
+            status = {"kind": "Status", "code": 400, "reason": "BadRequest", "message": message}
+            return aiohttp.web.json_response(status, status=400)
+        lines = log.splitlines()[-int(request.params.get("tailLines") or 0) :]
+        return aiohttp.web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     def enforce_rbac(self, authorizer: Authorizer) -> None:
         """From now on, authorize every request as the real API server would."""
@@ -225,6 +241,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             return refused
         if request.resource is None:
             return await super()._handle(request)
+        if request.subresource == "log":
+            return self._pod_log(request)
         action = request.action
         if action == kmock.action.CREATE and isinstance(request.data, dict):
             self._stamp(request.data, request.namespace)

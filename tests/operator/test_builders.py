@@ -31,7 +31,9 @@ def children(
     served: frozenset[str] = ADAPTER,
 ) -> dict[str, Any]:
     """The desired children named like the Reranker, by kind (None: must not exist)."""
-    desired = ownership.desired_children(OWNER, s, profile or profiles.resolve(s), image, redis, [], None, served)
+    desired = ownership.desired_children(
+        OWNER, s, profile or profiles.resolve(s), image, redis, [], None, ownership.ClusterFacts(served)
+    )
     kinds = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
     return {kind: desired.get((kind, OWNER.name)) for kind in kinds}
 

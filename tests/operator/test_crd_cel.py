@@ -92,6 +92,11 @@ GPU = {"nvidia.com/gpu": 1}
         (M | {"cache": {"redis": {"urlSecretRef": {"name": "s", "key": "url"}}}}, None),
         (M | {"cache": {"redis": {}}}, "exactly one of url and urlSecretRef"),
         (M | {"cache": {"redis": {"url": "redis://r", "urlSecretRef": {"name": "s", "key": "k"}}}}, "exactly one"),
+        ({"model": {"name": "m", "cache": {"pvc": {"size": "20Gi"}}}}, None),
+        ({"model": {"name": "m", "cache": {"pvc": {"existingClaim": "models"}}}}, None),
+        ({"model": {"name": "m", "cache": {"pvc": {"existingClaim": "models", "create": False}}}}, None),
+        ({"model": {"name": "m", "cache": {"pvc": {}}}}, "size is required"),
+        ({"model": {"name": "m", "cache": {"pvc": {"size": "1Gi", "create": False}}}}, "existingClaim must name"),
     ],
 )
 def test_reranker_rules(spec: dict[str, Any], refused_by: str | None) -> None:
@@ -107,6 +112,8 @@ def test_operator_model_agrees_with_the_rules() -> None:
     from reranker_operator.conditions import validate
 
     for spec in ({"replicas": {"min": 4}}, {"cache": {"redis": {}}},
-                 {"hardwareClass": "nvidia-gpu", "resources": {"limits": {"cpu": "4"}}}):  # fmt: skip
+                 {"hardwareClass": "nvidia-gpu", "resources": {"limits": {"cpu": "4"}}},
+                 {"model": {"name": "m", "cache": {"pvc": {}}}},
+                 {"model": {"name": "m", "cache": {"pvc": {"size": "1Gi", "create": False}}}}):  # fmt: skip
         _, problems = validate(M | spec, "img")
         assert problems, spec
