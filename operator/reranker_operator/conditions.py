@@ -62,9 +62,14 @@ def compute(
     deployment: dict[str, Any] | None,
     min_replicas: int,
     cache: CacheState | None = None,
+    autoscaler_problem: str | None = None,
 ) -> list[Condition]:
     """Ready, Progressing and Degraded from what the operator knows now; ModelCached with a cache."""
     computed = _compute(generation, problems, apply_error, deployment, min_replicas, cache)
+    degraded = next(c for c in computed if c.type == "Degraded")
+    if autoscaler_problem and not degraded.status:  # the pods serve; only scaling is missing
+        computed = [c for c in computed if c.type != "Degraded"]
+        computed.append(Condition("Degraded", True, "AutoscalerUnavailable", autoscaler_problem))
     if cache is None:
         return computed
     reason = {"Cached": "Cached", "Loading": "Loading", "Failed": "LoadFailed"}[cache.phase]

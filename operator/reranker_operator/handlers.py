@@ -22,7 +22,7 @@ import kopf
 from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
 
-from . import external, model_cache, ownership
+from . import autoscaling, external, model_cache, ownership
 from .endpoints import Thresholds
 from .kube import KINDS, Kube, KubeError
 from .models import GROUP, PLURAL, VERSION, ModelRef
@@ -51,6 +51,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.locks = {}  # Reranker uid -> held while it is reconciled
     memo.cluster = ClusterDiscovery(SETTINGS.drift_interval)
     memo.progress = {}  # Reranker uid -> what its model loader last printed
+    memo.scalers = {}  # Reranker uid -> its autoscaler's memory (operator engine)
+    memo.scaling = {}  # Reranker uid -> the autoscaler's status (load, desired, last scale)
+    memo.scaling_written = {}  # Reranker uid -> when that status was last written (monotonic)
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
 
 
@@ -80,6 +83,21 @@ def registered_endpoints(body: kopf.Body, namespace: str | None, **_: Any) -> di
     """RerankerEndpoints by the Reranker they join."""
     reranker = EndpointSpec.from_manifest(dict(body)).reranker
     return {(namespace or "", reranker): _trimmed(body)} if reranker else {}
+
+
+@kopf.index("", "v1", "pods", labels={**ownership.MANAGED_LABELS, "app.kubernetes.io/component": "server"})
+def server_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    """Server pods by their Reranker: what the operator autoscaler reads /metrics from."""
+    owner = labels.get("app.kubernetes.io/instance")
+    if not owner:
+        return {}
+    # only what the autoscaler reads: a pod's full spec would cost ~10 KiB each in this cache
+    pod = {
+        "metadata": {"name": body.metadata.name, "deletionTimestamp": body.metadata.get("deletionTimestamp")},
+        "spec": {"containers": [{"ports": c.get("ports") or []} for c in body.spec.get("containers") or []]},
+        "status": {"podIP": body.status.get("podIP"), "conditions": body.status.get("conditions") or []},
+    }
+    return {(namespace or "", owner): pod}
 
 
 def _index_id(kind: str) -> str:
@@ -124,7 +142,12 @@ class ClusterDiscovery:
             classes, default = await kube.storage_classes()
         except (KubeError, httpx.HTTPError) as exc:
             logger.warning("listing storage classes failed (keeping %s): %s", sorted(classes), exc)
-        return ownership.ClusterFacts(served, classes, default)
+        keda = self.facts.keda
+        try:
+            keda = await kube.serves("keda.sh/v1alpha1", "scaledobjects")
+        except (KubeError, httpx.HTTPError) as exc:
+            logger.warning("KEDA discovery failed (keeping %s): %s", keda, exc)
+        return ownership.ClusterFacts(served, classes, default, keda, SETTINGS.keda_prometheus_address)
 
 
 async def _cluster_facts(memo: kopf.Memo) -> ownership.ClusterFacts:
@@ -155,6 +178,7 @@ def _observed(
         scope,
         cluster,
         memo.progress.get(uid),
+        memo.scaling.get(uid),
         statuses.get(uid),
         lambda status: statuses.__setitem__(uid, status),
     )
@@ -205,6 +229,9 @@ async def forget_reranker(uid: str, memo: kopf.Memo, **_: Any) -> None:
     memo.statuses.pop(uid, None)
     memo.locks.pop(uid, None)
     memo.progress.pop(uid, None)
+    memo.scalers.pop(uid, None)
+    memo.scaling.pop(uid, None)
+    memo.scaling_written.pop(uid, None)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
@@ -237,6 +264,20 @@ async def follow_model_load(
     seen: dict[str, dict[str, int]] = memo.progress
     if progress is not None and progress != seen.get(uid):
         seen[uid] = progress
+        await _reconcile_cached(memo, kwargs, namespace or "", name, scope=lambda key: False)
+
+
+def _operator_scaled(spec: kopf.Spec, **_: Any) -> bool:
+    scaling = spec.get("autoscaling") or {}
+    return scaling.get("enabled", True) is not False and scaling.get("engine", "operator") == "operator"
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.autoscale_interval, when=_operator_scaled)
+async def autoscale(
+    body: kopf.Body, namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """The operator engine: read the fleet's load, decide, set the Deployment's replicas."""
+    if await autoscaling.tick(memo, kwargs, _trimmed(body), SETTINGS):
         await _reconcile_cached(memo, kwargs, namespace or "", name, scope=lambda key: False)
 
 

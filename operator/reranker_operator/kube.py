@@ -54,6 +54,7 @@ KINDS: dict[str, ResourceType] = {
     "PersistentVolumeClaim": ResourceType("", "v1", "persistentvolumeclaims"),
     "Job": ResourceType("batch", "v1", "jobs"),
     "Pod": ResourceType("", "v1", "pods"),
+    "ScaledObject": ResourceType("keda.sh", "v1alpha1", "scaledobjects"),
     "StorageClass": ResourceType("storage.k8s.io", "v1", "storageclasses", namespaced=False),
     "Event": ResourceType("", "v1", "events"),
 }
@@ -138,6 +139,24 @@ class Kube:
         _raise_for(response)
         names = (str(r.get("name", "")) for r in response.json().get("resources") or [])
         return frozenset(n.split("/", 1)[1] for n in names if n.startswith("pods/"))
+
+    async def serves(self, group_version: str, plural: str) -> bool:
+        """Does the API server serve ``plural`` in ``group_version`` (e.g. KEDA's scaledobjects)? A discovery read."""
+        response = await self._http.get(f"/apis/{group_version}")
+        if response.status_code in (404, 503):
+            return False
+        _raise_for(response)
+        return any(r.get("name") == plural for r in response.json().get("resources") or [])
+
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource, as an HPA does (the applied spec leaves them out)."""
+        response = await self._http.patch(
+            KINDS[kind].path(namespace, name, "scale"),
+            params={"fieldManager": f"{self.field_manager}-autoscaler"},
+            headers={"Content-Type": "application/merge-patch+json"},
+            content=json.dumps({"spec": {"replicas": replicas}}).encode(),
+        )
+        _raise_for(response)
 
     async def storage_classes(self) -> tuple[dict[str, str], str | None]:
         """StorageClass name -> provisioner, and the cluster's default class."""

@@ -78,8 +78,18 @@ class Replicas(_CamelModel):
         return self
 
 
+class KedaSpec(_CamelModel):
+    server_address: str | None = Field(None, min_length=1)  # Prometheus; unset: the operator's default
+
+
 class Autoscaling(_CamelModel):
     enabled: bool = True
+    # operator: the operator reads the pods' /metrics itself (needs nothing installed);
+    # hpa: an HPA on CPU (+ request metrics where a custom-metrics adapter serves them);
+    # keda: a KEDA ScaledObject on the same metrics through Prometheus
+    engine: Literal["operator", "hpa", "keda"] = "operator"
+    window_seconds: int | None = Field(None, ge=1, le=3600)  # moving average of the load (operator engine)
+    keda: KedaSpec | None = None
     target_in_progress_requests: int | None = Field(None, ge=1)
     target_queue_depth: int | None = Field(None, ge=1)
     target_cpu_utilization: int | None = Field(None, ge=1, le=100, alias="targetCPUUtilization")

@@ -21,7 +21,8 @@ from .resources import Manifest, Owner
 
 # Every kind a Reranker may own. The operator watches each (labels: MANAGED_LABELS) into a cache.
 OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                                "NetworkPolicy", "EndpointSlice", "PersistentVolumeClaim", "Job")  # fmt: skip
+                                "NetworkPolicy", "EndpointSlice", "PersistentVolumeClaim", "Job",
+                                "ScaledObject")  # fmt: skip
 # Created once and then left alone: a Job's template and most of a claim's spec are immutable
 # (an apply that changes them is refused), and a new model gets a new claim and Job by name.
 CREATE_ONLY_KINDS = frozenset({"PersistentVolumeClaim", "Job"})
@@ -36,6 +37,8 @@ class ClusterFacts:
     served_metrics: frozenset[str] = frozenset()  # pod metrics the custom-metrics API serves
     provisioners: Mapping[str, str] = field(default_factory=dict)  # StorageClass name -> provisioner
     default_storage_class: str | None = None
+    keda: bool = False  # KEDA's ScaledObject API is served
+    keda_prometheus: str | None = None  # the operator's default Prometheus for ScaledObjects
 
     def provisioner(self, storage_class: str | None) -> str | None:
         return self.provisioners.get(storage_class or self.default_storage_class or "")
@@ -44,6 +47,24 @@ class ClusterFacts:
 def cache_access_mode(spec: RerankerSpec, cluster: ClusterFacts) -> model_cache.AccessMode:
     assert spec.model.cache is not None
     return model_cache.access_mode(spec.model, cluster.provisioner(spec.model.cache.pvc.storage_class_name))
+
+
+def keda_address(spec: RerankerSpec, cluster: ClusterFacts) -> str | None:
+    keda = spec.autoscaling.keda
+    return (keda.server_address if keda else None) or cluster.keda_prometheus
+
+
+def autoscaler_problem(spec: RerankerSpec, cluster: ClusterFacts) -> str | None:
+    """Why the chosen engine can't scale this Reranker (its pods still serve), or None."""
+    if not spec.autoscaling.enabled or spec.autoscaling.engine != "keda":
+        return None
+    if not cluster.keda:
+        return ("spec.autoscaling.engine: keda needs KEDA (its ScaledObject API, keda.sh/v1alpha1, is not served "
+                "here); install KEDA or use engine operator")  # fmt: skip
+    if keda_address(spec, cluster) is None:
+        return ("spec.autoscaling.keda.serverAddress: not set, and the operator has no default Prometheus "
+                "(chart value autoscaling.keda.prometheusAddress)")  # fmt: skip
+    return None
 
 
 def desired_children(
@@ -75,6 +96,7 @@ def desired_children(
         *cache_children,
         resources.service(owner, spec, profile),
         resources.hpa(owner, spec, profile, cluster.served_metrics),
+        _scaled_object(owner, spec, profile, cluster),
         resources.pdb(owner, spec, profile),
         resources.network_policy(owner, spec, profile, operator_namespace),
     ]
@@ -84,6 +106,15 @@ def desired_children(
         for service in (owner.name, f"{owner.name}-external"):
             wanted += endpoints.endpoint_slices(owner, service, members)
     return {(m["kind"], m["metadata"]["name"]): m for m in wanted if m is not None}
+
+
+def _scaled_object(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, cluster: ClusterFacts
+) -> Manifest | None:
+    address = keda_address(spec, cluster)
+    if autoscaler_problem(spec, cluster) or address is None or spec.autoscaling.engine != "keda":
+        return None
+    return resources.scaled_object(owner, spec, profile, address)
 
 
 def controller_name(child: dict[str, Any]) -> str | None:

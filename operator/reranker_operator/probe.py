@@ -12,9 +12,13 @@ from reranker_contract.health import HEALTH_PATH, HealthReport
 from .endpoints import ProbeResult
 
 
-def health_url(scheme: str, address: str, port: int) -> str:
+def url(scheme: str, address: str, port: int, path: str) -> str:
     host = f"[{address}]" if ":" in address else address  # IPv6 literals need brackets
-    return f"{scheme}://{host}:{port}{HEALTH_PATH}"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def health_url(scheme: str, address: str, port: int) -> str:
+    return url(scheme, address, port, HEALTH_PATH)
 
 
 async def probe(client: httpx.AsyncClient, url: str, limit_seconds: float, ca_bundle: str | None = None) -> ProbeResult:

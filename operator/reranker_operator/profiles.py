@@ -39,6 +39,7 @@ class HardwareProfile:
     target_queue_depth: int | None  # per pod, from reranker_queue_depth
     target_cpu_utilization: int | None  # percent of the CPU request
     scale_behavior: dict[str, Any] = field(default_factory=dict)
+    load_window_seconds: int = 30  # the operator engine's moving average of the load
     drain_seconds: int = 5  # /ready fails this long before the listener closes
     shutdown_grace_seconds: int = 30  # in-flight requests get this long to finish
 
@@ -115,6 +116,7 @@ PROFILES: dict[str, HardwareProfile] = {
             },
         },
         shutdown_grace_seconds=60,
+        load_window_seconds=60,  # a GPU pod is slow to start: react to sustained load, not a spike
     ),
 }
 
@@ -134,6 +136,7 @@ def resolve(spec: RerankerSpec) -> HardwareProfile:
         "target_queue_depth": scaling.target_queue_depth,
         "target_cpu_utilization": scaling.target_cpu_utilization,
         "scale_behavior": scaling.behavior,
+        "load_window_seconds": scaling.window_seconds,
         "tolerations": spec.tolerations,
     }
     if spec.resources is not None:

@@ -43,8 +43,11 @@ RULES: tuple[Rule, ...] = (
          "external endpoints listed in the Reranker's Services"),
     Rule("", "persistentvolumeclaims", _CHILD, "application", "spec.model.cache's claim"),
     Rule("batch", "jobs", _CHILD, "application", "the Job that loads the model into the cache"),
-    Rule("", "pods", ("list",), "application", "finds the loader's pod"),
+    Rule("", "pods", ("list", "watch"), "application",
+         "the server pods the operator autoscaler reads /metrics from; the model loader's pod"),
     Rule("", "pods/log", ("get",), "application", "reads the loader's progress"),
+    Rule("apps", "deployments/scale", ("patch",), "application", "the operator autoscaling engine sets replicas"),
+    Rule("keda.sh", "scaledobjects", _CHILD, "application", "the keda autoscaling engine's ScaledObject"),
     Rule("storage.k8s.io", "storageclasses", ("list",), "application",
          "a model cache's access mode follows its class's provisioner"),
 )  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import conditions, model_cache, ownership, profiles, resources
 from .kube import Kube, KubeError
+from .models import RerankerSpec
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Observed:
     scope: Callable[[ownership.ChildKey], bool] | None = None
     cluster: ownership.ClusterFacts = field(default_factory=ownership.ClusterFacts)
     load_progress: dict[str, int] | None = None  # what the model loader last printed
+    scaling: dict[str, Any] | None = None  # the operator autoscaler's last look: load, desired, last scale
     # The status this operator last wrote, which the cached Reranker may not show yet.
     last_status: dict[str, Any] | None = None
     record_status: Callable[[dict[str, Any]], None] | None = None  # told what was written
@@ -56,7 +58,7 @@ async def _converge(kube: Kube, owner: resources.Owner, todo: ownership.Plan) ->
     return deployment
 
 
-async def _warn(kube: Kube, body: dict[str, Any], reason: str, message: str) -> None:
+async def post_event(kube: Kube, body: dict[str, Any], reason: str, message: str, kind: str = "Warning") -> None:
     meta = body["metadata"]
     now = _now()
     event = {
@@ -72,7 +74,7 @@ async def _warn(kube: Kube, body: dict[str, Any], reason: str, message: str) -> 
         },
         "reason": reason,
         "message": message[:1024],
-        "type": "Warning",
+        "type": kind,
         "source": {"component": "reranker-operator"},
         "firstTimestamp": now,
         "lastTimestamp": now,
@@ -84,14 +86,22 @@ async def _warn(kube: Kube, body: dict[str, Any], reason: str, message: str) -> 
         logger.warning("could not post event %s: %s", reason, exc)
 
 
-def _autoscaling_status(hpa: dict[str, Any] | None) -> dict[str, Any]:
-    """Which metrics the HPA scales on (request metrics only where the cluster serves them)."""
-    if hpa is None:
-        return {"enabled": False, "metrics": []}
-    names = [
-        m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"] for m in hpa["spec"]["metrics"]
-    ]
-    return {"enabled": True, "metrics": names}
+def _autoscaling_status(
+    spec: RerankerSpec, desired: dict[ownership.ChildKey, resources.Manifest], name: str, scaling: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The engine and what it scales on now (the HPA: request metrics only where they are served)."""
+    engine = spec.autoscaling.engine
+    if not spec.autoscaling.enabled:
+        return {"enabled": False, "engine": engine, "metrics": []}
+    if engine == "hpa":
+        hpa = desired[("HorizontalPodAutoscaler", name)]
+        names = [m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"]
+                 for m in hpa["spec"]["metrics"]]  # fmt: skip
+        return {"enabled": True, "engine": engine, "metrics": names}
+    if engine == "keda":
+        served = ("ScaledObject", name) in desired
+        return {"enabled": served, "engine": engine, "metrics": list(resources.LOAD_METRICS) if served else []}
+    return {"enabled": True, "engine": engine, "metrics": list(resources.LOAD_METRICS)} | (scaling or {})
 
 
 def _unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
@@ -108,6 +118,7 @@ async def reconcile(
     apply_error: str | None = None
     deployment = observed.children.get(("Deployment", name))
     cache: model_cache.CacheState | None = None
+    autoscaler_problem: str | None = None
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
         profile = profiles.resolve(spec)
@@ -132,7 +143,8 @@ async def reconcile(
         status["profile"] = profiles.summary(profile)
         status["url"] = resources.service_url(owner, spec)
         status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
-        status["autoscaling"] = _autoscaling_status(desired.get(("HorizontalPodAutoscaler", name)))
+        status["autoscaling"] = _autoscaling_status(spec, desired, name, observed.scaling)
+        autoscaler_problem = ownership.autoscaler_problem(spec, observed.cluster)
         if spec.model.cache is not None:
             job = observed.children.get(("Job", model_cache.job_name(name, spec.model)))
             cache = model_cache.state(job, observed.load_progress)
@@ -147,6 +159,7 @@ async def reconcile(
         deployment=deployment,
         min_replicas=spec.replicas.min if spec else 1,
         cache=cache,
+        autoscaler_problem=autoscaler_problem,
     )
     current = body.get("status") or {}
     previous = current.get("conditions") or []
@@ -170,5 +183,5 @@ async def reconcile(
     degraded = next(c for c in computed if c.type == "Degraded")
     was: dict[str, Any] = next((c for c in previous if c.get("type") == "Degraded"), {})
     if degraded.status and (was.get("reason"), was.get("message")) != (degraded.reason, degraded.message):
-        await _warn(kube, body, degraded.reason, degraded.message)  # once per new problem, not per drift check
+        await post_event(kube, body, degraded.reason, degraded.message)  # once per new problem, not per drift check
     return computed

@@ -277,7 +277,7 @@ def deployment(
         },
     }
     if not spec.autoscaling.enabled:
-        deploy_spec["replicas"] = spec.replicas.min  # with autoscaling the HPA owns replicas
+        deploy_spec["replicas"] = spec.replicas.min  # with autoscaling the engine owns replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -316,7 +316,7 @@ def hpa(
     """``served_metrics``: the pod metrics the cluster's custom-metrics API serves. An HPA naming a
     metric nobody serves reports it invalid and then never scales down, so only served ones go in;
     with none, it scales on CPU."""
-    if not spec.autoscaling.enabled:
+    if not spec.autoscaling.enabled or spec.autoscaling.engine != "hpa":
         return None
     wanted = [("reranker_requests_in_progress", profile.target_in_progress_requests),
               ("reranker_queue_depth", profile.target_queue_depth)]  # fmt: skip
@@ -344,6 +344,44 @@ def hpa(
             "maxReplicas": spec.replicas.max,
             "metrics": metrics,
             "behavior": profile.scale_behavior,
+        },
+    }
+
+
+LOAD_METRICS = ("reranker_requests_in_progress", "reranker_queue_depth")
+
+
+def load_query(owner: Owner) -> str:
+    """PromQL: requests in progress + queued over the Reranker's pods (Deployment pod names:
+    <name>-<template hash>-<5 chars>, so another Reranker named <name>-x never matches)."""
+    names = "|".join(LOAD_METRICS)
+    pods = f"{owner.name}-[a-z0-9]+-[a-z0-9]{{5}}"
+    return f'sum({{__name__=~"{names}",namespace="{owner.namespace}",pod=~"{pods}"}})'
+
+
+def scaled_object(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, server_address: str) -> Manifest:
+    """The keda engine: KEDA's HPA scales on the same load the operator engine reads, via Prometheus."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicaCount": spec.replicas.min,
+            "maxReplicaCount": spec.replicas.max,
+            "pollingInterval": 15,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": profile.scale_behavior}},
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": server_address,
+                        "query": load_query(owner),
+                        "threshold": str(profile.target_in_progress_requests),
+                    },
+                }
+            ],
         },
     }
 

@@ -19,6 +19,13 @@ class OperatorSettings(BaseSettings):
     cache_poll_interval: float = Field(
         10.0, gt=0, description="Seconds between reads of a model loader's progress while it runs."
     )
+    autoscale_interval: float = Field(
+        5.0, gt=0, description="Seconds between load scrapes of a Reranker (the operator autoscaling engine)."
+    )
+    scrape_timeout: float = Field(2.0, gt=0, description="Seconds a pod's /metrics may take.")
+    keda_prometheus_address: str | None = Field(
+        None, description="Prometheus for KEDA ScaledObjects whose Reranker names no serverAddress."
+    )
     probe_interval: float = Field(10.0, gt=0, description="Seconds between /health probes of each external endpoint.")
     probe_timeout: float = Field(2.0, gt=0, description="Seconds a probe may take.")
     failures_to_drop: int = Field(2, ge=1, description="Failed probes in a row that take an endpoint out.")

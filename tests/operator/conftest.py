@@ -63,7 +63,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with ApiServerEmulator() as api, kmock.Server(api) as server:
         api.enforce_rbac(chart_authorizer())
         url = str(server.url).rstrip("/")
-        settings = {"DRIFT_INTERVAL": "1", "CACHE_POLL_INTERVAL": "0.5", "LIVENESS_PORT": str(free_port())}
+        settings = {"DRIFT_INTERVAL": "1", "CACHE_POLL_INTERVAL": "0.5", "AUTOSCALE_INTERVAL": "0.5",
+                    "LIVENESS_PORT": str(free_port())}  # fmt: skip
         async with (
             running_operator(url, tmp_path, settings) as (_, log),
             httpx.AsyncClient(base_url=url, timeout=10) as client,

@@ -10,11 +10,15 @@ passed against a plainer emulator. What it reproduces:
 - the CRDs in ``crds/`` are served as customresourcedefinitions (kopf lists and watches them);
 - ``pods/{name}/log`` answers the text a test put in ``pod_logs`` (plain text, as the kubelet's
   log stream is), honouring ``tailLines``; 400 "ContainerCreating" before any;
+- ``/apis/keda.sh/v1alpha1`` (KEDA's API, as its CRDs register it) answers 404 unless a test
+  sets ``keda`` (scaledobjects are stored either way, so kopf's watch of them needs no restart);
+- the scale subresource sets ``spec.replicas`` (a merge patch of a Scale);
 - ``/apis/custom.metrics.k8s.io/v1beta1`` answers 404 (no custom-metrics adapter, as on most
   clusters) unless a test sets ``custom_metrics``, as an installed prometheus-adapter would;
 - server-side apply (``application/apply-patch+yaml``) creates a missing object;
 - new objects get a uid, creationTimestamp, resourceVersion, generation and the URL's namespace
-  (and generateName works);
+  (and generateName works); a Deployment created without ``replicas`` gets 1 (the autoscaler
+  reads the count it then scales from);
 - a spec change bumps ``metadata.generation``; status patches don't; a no-op patch changes
   nothing and sends no watch event;
 - list honours an equality-based labelSelector;
@@ -58,6 +62,7 @@ from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, Authorizer, Denial, regis
 REPO = Path(__file__).resolve().parents[2]
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 CUSTOM_METRICS = "/apis/custom.metrics.k8s.io/v1beta1"
+KEDA = "/apis/keda.sh/v1alpha1"
 
 # Every kind the operator reads, writes or watches, as discovery lists them.
 RESOURCES: dict[str, dict[str, Any]] = {
@@ -73,6 +78,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "subresources": {"status"}},
     "batch/v1/jobs": {"kind": "Job", "subresources": {"status"}},
     "v1/pods": {"kind": "Pod", "subresources": {"status", "log"}},
+    "keda.sh/v1alpha1/scaledobjects": {"kind": "ScaledObject", "subresources": {"status"}},
     "storage.k8s.io/v1/storageclasses": {"kind": "StorageClass", "subresources": set(), "namespaced": False},
     "v1/events": {"kind": "Event", "subresources": set()},
     "v1/namespaces": {"kind": "Namespace", "subresources": set(), "namespaced": False},
@@ -121,6 +127,12 @@ def write_kubeconfig(path: Any, url: str, token: str) -> None:
     )
 
 
+def _default(resource: Any, obj: dict[str, Any]) -> None:
+    """The defaulting the operator relies on: a Deployment created without replicas has 1."""
+    if getattr(resource, "plural", None) == "deployments" and isinstance(obj.get("spec"), dict):
+        obj["spec"].setdefault("replicas", 1)
+
+
 class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -137,6 +149,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             self.objects[CRDS, None, crd["metadata"]["name"]] = crd
         self.authorizer: Authorizer | None = None
         self.custom_metrics: list[str] | None = None  # e.g. ["pods/reranker_queue_depth"]; None: no adapter
+        self.keda = False  # KEDA installed: its API group is discoverable
         self.denied: list[Denial] = []
         self.pod_logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> its log
         # (user, verbs, resource) -> count; an apply that creates is "patch+create"
@@ -236,6 +249,15 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.url.path.rstrip("/") == CUSTOM_METRICS:
             self.requests[self._user(request), "get", "custom.metrics.k8s.io (discovery)"] += 1
             return self._custom_metrics_discovery()
+        if request.url.path.rstrip("/") == KEDA:
+            if not self.keda:
+                return aiohttp.web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+            resources = [{"name": "scaledobjects", "singularName": "scaledobject", "namespaced": True,
+                          "kind": "ScaledObject", "verbs": sorted(_VERBS), "shortNames": ["so"]},
+                         {"name": "scaledobjects/status", "singularName": "", "namespaced": True,
+                          "kind": "ScaledObject", "verbs": ["get", "patch", "update"]}]  # fmt: skip
+            return aiohttp.web.json_response({"kind": "APIResourceList", "groupVersion": "keda.sh/v1alpha1",
+                                              "resources": resources})  # fmt: skip
         refused = self._authorize(request)
         if refused is not None:
             return refused
@@ -246,6 +268,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         action = request.action
         if action == kmock.action.CREATE and isinstance(request.data, dict):
             self._stamp(request.data, request.namespace)
+            _default(request.resource, request.data)
         elif action == kmock.action.UPDATE and isinstance(request.data, list):
             conflict = await self._failed_json_patch_test(request)
             if conflict:
@@ -259,6 +282,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 if created:
                     obj = copy.deepcopy(request.data)
                     self._stamp(obj, request.namespace)
+                    _default(request.resource, obj)
                     if key in self._objects:
                         self._objects[key].create(obj)
                     else:

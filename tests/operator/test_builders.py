@@ -16,6 +16,8 @@ OWNER = resources.Owner(name="search", namespace="rag", uid="1234-5678")
 
 
 def spec(**fields: Any) -> RerankerSpec:
+    """A spec on the hpa engine (its HPA is what these tests check; test_autoscaler covers the others)."""
+    fields["autoscaling"] = {"engine": "hpa"} | fields.get("autoscaling", {})
     return RerankerSpec.model_validate({"model": {"name": "BAAI/bge-reranker-base"}} | fields)
 
 

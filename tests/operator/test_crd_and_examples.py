@@ -27,7 +27,15 @@ def test_reranker_crd_shape() -> None:
     assert crd["spec"]["group"] == "reranker.dev" and crd["spec"]["scope"] == "Namespaced"
     assert "rr" in crd["spec"]["names"]["shortNames"]
     version = crd["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Class", "Ready", "Replicas", "Cache", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Model",
+        "Class",
+        "Ready",
+        "Replicas",
+        "Load",
+        "Cache",
+        "Age",
+    ]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["hardwareClass"]["enum"] == ["cpu", "nvidia-gpu"]
 

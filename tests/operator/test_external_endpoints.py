@@ -24,10 +24,11 @@ import kmock
 import pytest
 
 from tests.conftest import free_port
+from tests.operator.conftest import Cluster
 from tests.operator.emulator import ApiServerEmulator, running_operator
+from tests.operator.fleet_pods import PodController, load
 from tests.operator.manifests import validate_builtin
 from tests.operator.rbac import chart_authorizer
-from tests.operator.test_operator_emulated import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.helm]
 PROBE_INTERVAL = 1.0
@@ -110,7 +111,8 @@ async def fleet(test_host: tuple[str, str, str], tmp_path: Path) -> AsyncIterato
     async with ApiServerEmulator() as api, kmock.Server(api, host=host_ip) as server:
         api.enforce_rbac(chart_authorizer())  # the operator and the registrars as the chart's ServiceAccounts
         url = f"http://{host_ip}:{server.port}"
-        settings = {"PROBE_INTERVAL": str(PROBE_INTERVAL), "PROBE_TIMEOUT": "0.5", "LIVENESS_PORT": str(free_port())}
+        settings = {"PROBE_INTERVAL": str(PROBE_INTERVAL), "PROBE_TIMEOUT": "0.5", "AUTOSCALE_INTERVAL": "0.5",
+                    "LIVENESS_PORT": str(free_port())}  # fmt: skip
         minis: list[MacMini] = []
         async with running_operator(url, tmp_path, settings) as (kubeconfig_for, log):
 
@@ -227,3 +229,32 @@ async def test_static_registration_with_a_loopback_address_is_refused(fleet: tup
     assert (ready["status"], ready["reason"]) == ("False", "InvalidAddress")
     assert "loopback" in ready["message"]
     assert slice_endpoints(cluster, "fleet") == {}
+
+
+async def test_macs_in_rotation_count_as_replicas_for_the_operator_autoscaler(
+    fleet: tuple[Cluster, Any], test_host: tuple[str, str, str], minilm_cross_dir: Path, xlmr_cross_dir: Path,
+    start_server: Any,
+) -> None:  # fmt: skip
+    """Load needs 3 replicas: 3 pods; a Mac joins: 2 pods (after the down window); it dies: 3 again."""
+    cluster, start = fleet
+    busy = start_server({"MODEL_NAME": str(minilm_cross_dir), "MAX_PARALLEL_REQUESTS": "4"})
+    idle = [start_server({"MODEL_NAME": str(xlmr_cross_dir)}) for _ in range(2)]
+    fast = {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]}
+    scaling = {"targetInProgressRequests": 3, "windowSeconds": 2,
+               "behavior": {"scaleUp": fast, "scaleDown": fast | {"stabilizationWindowSeconds": 4}}}  # fmt: skip
+    await cluster.apply(
+        "fleet", {"model": {"name": str(minilm_cross_dir)}, "replicas": {"min": 1, "max": 3}, "autoscaling": scaling}
+    )
+    backends = [("127.0.0.1", s.port) for s in (busy, *idle)]
+    async with PodController(cluster, "fleet", backends).running() as pods, load(busy.url, concurrency=8):
+        await cluster.eventually(lambda: pods.replicas() == 3, within=30)
+        mini = start(str(minilm_cross_dir), "mini-1")
+        await mini.ready()
+        await cluster.eventually(lambda: slice_endpoints(cluster, "fleet").get(test_host[2]) is True, within=30)
+        await cluster.eventually(lambda: pods.replicas() == 2, within=30)
+        assert cluster.reranker("fleet")["status"]["autoscaling"]["lastScale"]["reason"].endswith(
+            "1 external endpoint ready"
+        )
+        await mini.stop(signal.SIGKILL)  # out of rotation: the pods take its share again
+        await cluster.eventually(lambda: pods.replicas() == 3, within=30)
+    print(f"replicas over the test: {pods.history}")

@@ -112,8 +112,9 @@ async def test_a_failed_load_is_a_condition_and_an_event(cluster: Cluster) -> No
 
 
 async def test_the_access_mode_follows_the_clusters_default_storage_class(cluster: Cluster) -> None:
+    default = {"storageclass.kubernetes.io/is-default-class": "true"}
     efs = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "efs.csi.aws.com",
-           "metadata": {"name": "efs", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}  # fmt: skip
+           "metadata": {"name": "efs", "annotations": default}}  # fmt: skip
     response = await cluster.client.post("/apis/storage.k8s.io/v1/storageclasses", json=efs)
     assert response.status_code < 300, response.text
     await asyncio.sleep(1.2)  # the operator looks the classes up once per drift interval (1 s here)

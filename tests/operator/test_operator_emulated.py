@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.helm]  # helm renders the chart's RB
 
 async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
     await cluster.apply(
-        "minilm", {"model": {"name": "cross-encoder/ms-marco-MiniLM-L-6-v2"}, "replicas": {"min": 1, "max": 3}}
-    )
+        "minilm",
+        {"model": {"name": "cross-encoder/ms-marco-MiniLM-L-6-v2"}, "replicas": {"min": 1, "max": 3},
+         "autoscaling": {"engine": "hpa"}},
+    )  # fmt: skip
     children = await cluster.eventually(lambda: (c := cluster.children("minilm"))[DEPLOYMENTS] and c[HPAS] and c)
     assert children[PDBS] is None  # one replica: no PDB
     for child in filter(None, children.values()):
@@ -36,7 +38,7 @@ async def test_create_update_drift_and_delete(cluster: Cluster) -> None:
 
     # spec change: children change
     await cluster.apply("minilm", {"model": {"name": "BAAI/bge-reranker-base"}, "replicas": {"min": 2, "max": 5},
-                                   "server": {"batchSize": 8}})  # fmt: skip
+                                   "server": {"batchSize": 8}, "autoscaling": {"engine": "hpa"}})  # fmt: skip
 
     def updated() -> bool:
         c = cluster.children("minilm")
@@ -104,10 +106,10 @@ async def test_hpa_scales_on_request_metrics_only_once_the_cluster_serves_them(c
         return {m["pods"]["metric"]["name"] if m["type"] == "Pods" else m["resource"]["name"]
                 for m in hpa["spec"]["metrics"]}  # fmt: skip
 
-    await cluster.apply("adaptive", {"model": {"name": "m"}})
+    await cluster.apply("adaptive", {"model": {"name": "m"}, "autoscaling": {"engine": "hpa"}})
     assert await cluster.eventually(hpa_metrics) == {"cpu"}
     status = await cluster.eventually(lambda: (cluster.reranker("adaptive") or {}).get("status", {}).get("autoscaling"))
-    assert status == {"enabled": True, "metrics": ["cpu"]}
+    assert status == {"enabled": True, "engine": "hpa", "metrics": ["cpu"]}
 
     cluster.api.custom_metrics = ["pods/reranker_requests_in_progress", "pods/reranker_queue_depth"]
     await cluster.eventually(lambda: hpa_metrics() == {"cpu", "reranker_requests_in_progress"}, within=10)
