@@ -30,7 +30,8 @@ def example_reranker() -> dict[str, Any]:
         "requests": {"cpu": "500m", "memory": "1Gi"},
         "limits": {"cpu": "2", "memory": "2Gi"},
     }
-    manifest["spec"]["autoscaling"] = {"enabled": False}  # kind has no custom-metrics adapter
+    # the operator engine (needs nothing in the cluster), held at one pod: the test counts it
+    manifest["spec"]["autoscaling"] = {"engine": "operator"}
     manifest["spec"]["replicas"] = {"min": 1, "max": 1}
     return manifest
 
@@ -56,6 +57,9 @@ def test_fleet_end_to_end(cluster: Kube, tmp_path: Path) -> None:
     kube.wait_for(lambda: condition(kube, "reranker", NAME, "Ready").get("status") == "True", "Reranker Ready", 600)
     status = kube.get("reranker", NAME)["status"]
     assert status["url"] == f"http://{NAME}.{NAMESPACE}.svc:8000"
+    # the operator reads the pod's /metrics in the real cluster (pod network, RBAC on pods)
+    kube.wait_for(lambda: kube.get("reranker", NAME)["status"].get("autoscaling", {}).get("load") is not None,
+                  "autoscaler load in status", 120)  # fmt: skip
 
     # call /v1/rerank through a port-forward and compare with a local reference
     port = free_port()

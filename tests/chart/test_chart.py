@@ -25,6 +25,7 @@ NON_DEFAULT = [
     "--set", "server.image.tag=1.2.3",
     "--set", "fullnameOverride=rr",
     "--set", "cache.redisUrl=redis://redis.cache:6379/0",
+    "--set", "autoscaling.keda.prometheusAddress=http://prometheus.monitoring:9090",
 ]  # fmt: skip
 
 
@@ -85,6 +86,8 @@ def test_non_default_values_land_where_they_should() -> None:
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["RERANKER_IMAGE"] == "registry.example/reranker-server:1.2.3"
     assert env["DEFAULT_REDIS_URL"] == "redis://redis.cache:6379/0"
+    assert env["KEDA_PROMETHEUS_ADDRESS"] == "http://prometheus.monitoring:9090"
+    assert env["AUTOSCALE_INTERVAL"] == "5"
     assert env["OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "custom-sa"
     assert docs["Reranker"]["spec"]["model"]["name"]
@@ -98,6 +101,7 @@ def test_schema_refuses_bad_values() -> None:
         ["--set", "operator.livenessPort=0"],
         ["--set", "sampleReranker.hardwareClass=tpu"],
         ["--set", "typo=1"],
+        ["--set", "autoscaling.keda.prometheusAddress=prometheus:9090"],
     ):
         result = helm("lint", str(CHART), *bad)
         assert result.returncode != 0, bad
@@ -156,3 +160,14 @@ def test_rbac_can_be_left_to_the_user() -> None:
 def test_notes_tell_what_to_apply_next() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "kind: Reranker" in notes and "never upgraded" in notes
+
+
+def test_the_prometheus_adapter_snippet_serves_what_the_hpa_engine_asks_for() -> None:
+    from reranker_operator.resources import LOAD_METRICS
+
+    snippet = yaml.safe_load((CHART / "prometheus-adapter-values.yaml").read_text())
+    served = {rule["name"]["as"] for rule in snippet["rules"]["custom"]}
+    assert served == set(LOAD_METRICS)
+    for rule in snippet["rules"]["custom"]:
+        assert rule["name"]["as"] in rule["seriesQuery"]
+        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
