@@ -155,6 +155,69 @@ def _build_xlmr_cross(out: Path) -> None:
     fast.save_pretrained(str(out))
 
 
+QWEN3_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN3_ADDED = ["<think>", "</think>"]
+
+
+def _qwen3_corpus() -> list[str]:
+    from reranker_server.templates import QWEN3
+
+    # the template's own text, answers at line starts (so "yes" and "no" are single tokens, as in
+    # Qwen's vocabulary), and ordinary text for queries and documents
+    lines = [QWEN3.prefix, QWEN3.body, QWEN3.suffix, QWEN3.default_instruction, *CORPUS.splitlines()]
+    return lines + ["yes", "no", "yes it is", "no it is not"] * 20
+
+
+def _build_qwen3_reranker(out: Path) -> None:
+    """A tiny random Qwen3ForCausalLM with a byte-level BPE tokenizer carrying Qwen's chat tokens."""
+    import torch
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=QWEN3_SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_qwen3_corpus(), trainer)
+    tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in QWEN3_ADDED])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=160
+    )
+    assert {"yes", "no"} <= set(fast.get_vocab()), "the answer tokens must be single tokens"
+    config = Qwen3Config(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=160,
+        tie_word_embeddings=False,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
+        architectures=["Qwen3ForCausalLM"],
+    )
+    torch.manual_seed(SEED)
+    model = Qwen3ForCausalLM(config)
+    with torch.no_grad():  # wider than the default init, so tiny-model scores spread out
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.2)
+    model.eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    fast.save_pretrained(str(out))
+
+
+def qwen3_reranker_dir() -> Path:
+    return _build_atomically("qwen3-reranker", _build_qwen3_reranker)
+
+
 def minilm_cross_dir() -> Path:
     return _build_atomically("minilm-cross", _build_minilm_cross)
 
@@ -181,6 +244,7 @@ def build_all() -> dict[str, Path]:
         "minilm-cross": minilm_cross_dir(),
         "xlmr-cross": xlmr_cross_dir(),
         "minilm-embed": minilm_embed_dir(),
+        "qwen3-reranker": qwen3_reranker_dir(),
     }
 
 

@@ -27,9 +27,9 @@ def desired(registered: list[dict[str, Any]] | None = None) -> dict[ownership.Ch
     return ownership.desired_children(OWNER, SPEC, profiles.resolve(SPEC), "img", None, registered or [])
 
 
-def test_without_endpoints_the_four_children() -> None:
-    assert set(desired()) == {("Deployment", "fleet"), ("Service", "fleet"), ("HorizontalPodAutoscaler", "fleet"),
-                              ("PodDisruptionBudget", "fleet")}  # fmt: skip
+def test_without_endpoints_three_children() -> None:
+    """The operator autoscaling engine (the default) needs no HPA."""
+    assert set(desired()) == {("Deployment", "fleet"), ("Service", "fleet"), ("PodDisruptionBudget", "fleet")}
     for manifest in desired().values():
         assert ownership.controller_name(manifest) == "fleet"
         assert manifest["metadata"]["labels"].items() >= ownership.MANAGED_LABELS.items()
@@ -82,10 +82,10 @@ def test_missing_or_edited_children_are_applied() -> None:
     want = desired()
     live = {key: as_the_api_server_returns_it(m) for key, m in want.items()}
     del live["Service", "fleet"]
-    live["HorizontalPodAutoscaler", "fleet"]["spec"]["maxReplicas"] = 99
+    live["PodDisruptionBudget", "fleet"]["spec"]["maxUnavailable"] = 2
     live["Deployment", "fleet"]["spec"]["template"]["spec"]["containers"][0]["env"].pop()
     applied = {(m["kind"], m["metadata"]["name"]) for m in ownership.plan(want, live, OWNER.uid).apply}
-    assert applied == {("Service", "fleet"), ("HorizontalPodAutoscaler", "fleet"), ("Deployment", "fleet")}
+    assert applied == {("Service", "fleet"), ("PodDisruptionBudget", "fleet"), ("Deployment", "fleet")}
 
 
 def test_only_our_unwanted_children_are_pruned() -> None:
