@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-ModelKind = Literal["cross-encoder", "bi-encoder"]
+ModelKind = Literal["cross-encoder", "bi-encoder", "llm-yes-no"]
 # Families whose position ids start at padding_idx + 1, so max_position_embeddings overstates
 # the usable length by that much (XLM-R reports 514 and takes 512).
 _OFFSET_POSITION_FAMILIES = {"roberta", "xlm-roberta", "camembert", "longformer"}
@@ -30,6 +30,8 @@ class Checkpoint:
     max_length: int
     pooling: Literal["mean", "cls"]
     config: dict[str, Any]
+    template: str | None = None  # LLM rerankers: the prompt template (templates.TEMPLATES)
+    answer_ids: tuple[int, ...] = ()  # LLM rerankers: the positive (and negative) answer token ids
 
 
 def embedded_model_path() -> Path:
@@ -73,8 +75,36 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _vocabulary(path: Path) -> dict[str, int]:
+    """Token -> id from tokenizer.json (its model's vocabulary and its added tokens)."""
+    data = _read_json(path / "tokenizer.json")
+    vocab = dict((data.get("model") or {}).get("vocab") or {})
+    vocab.update({t["content"]: t["id"] for t in data.get("added_tokens") or []})
+    return {str(k): int(v) for k, v in vocab.items()}
+
+
+def _llm_template(path: Path, config: dict[str, Any], wanted: str) -> tuple[str, tuple[int, ...]]:
+    """The template of a causal-LM reranker (``RERANKER_TEMPLATE``: auto, or a template's name)."""
+    from .templates import TEMPLATES, detect
+
+    vocab = _vocabulary(path)
+    template = detect(config, set(vocab)) if wanted == "auto" else TEMPLATES[wanted]
+    if template is None:
+        raise CheckpointError(
+            f"MODEL_NAME: {path} is a causal language model of no known reranker family "
+            f"(model_type {config.get('model_type')!r}); set RERANKER_TEMPLATE to one of {sorted(TEMPLATES)}"
+        )
+    answers = [template.positive, *([template.negative] if template.negative else [])]
+    missing = [a for a in answers if a not in vocab]
+    if missing:
+        raise CheckpointError(f"RERANKER_TEMPLATE: {template.name} needs the tokens {missing} in the tokenizer")
+    return template.name, tuple(vocab[a] for a in answers)
+
+
 def _kind(path: Path, config: dict[str, Any]) -> ModelKind:
     architectures = config.get("architectures") or []
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return "llm-yes-no"
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "cross-encoder"
     if (path / "modules.json").exists() or any(a.endswith("Model") for a in architectures):
@@ -110,7 +140,9 @@ def _max_length(path: Path, config: dict[str, Any], cap: int | None) -> int:
     return min(limits) if limits else 512
 
 
-def inspect(model_name: str | None, revision: str | None, max_input_length: int | None = None) -> Checkpoint:
+def inspect(
+    model_name: str | None, revision: str | None, max_input_length: int | None = None, template: str = "auto"
+) -> Checkpoint:
     path, model_id, source = resolve(model_name, revision)
     config = _read_json(path / "config.json")
     if not config:
@@ -121,6 +153,7 @@ def inspect(model_name: str | None, revision: str | None, max_input_length: int 
     num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 1))
     if kind == "cross-encoder" and num_labels not in (1, 2):
         raise CheckpointError(f"MODEL_NAME: a cross-encoder needs 1 or 2 labels, {model_id} has {num_labels}")
+    template_name, answer_ids = _llm_template(path, config, template) if kind == "llm-yes-no" else (None, ())
     return Checkpoint(
         path=path,
         model_id=model_id,
@@ -132,4 +165,6 @@ def inspect(model_name: str | None, revision: str | None, max_input_length: int 
         max_length=_max_length(path, config, max_input_length),
         pooling=_pooling(path),
         config=config,
+        template=template_name,
+        answer_ids=answer_ids,
     )

@@ -12,6 +12,7 @@ from typing import Literal
 
 from .checkpoint import Checkpoint
 from .problems import TooManyTokens
+from .templates import Template
 
 TruncationSide = Literal["right", "left"]
 
@@ -65,6 +66,43 @@ class Encoder:
                 doc_enc.truncate(budget, direction=side)
             merged = self._tokenizer.post_process(query_enc, doc_enc, add_special_tokens=True)
             out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
+        return out
+
+    def encode_template(
+        self,
+        template: Template,
+        query: str,
+        documents: list[str],
+        instruction: str | None,
+        *,
+        truncate: bool = True,
+        side: TruncationSide = "right",
+        max_tokens_per_doc: int | None = None,
+    ) -> list[Sequence]:
+        """LLM reranker inputs: prefix + body + suffix, each tokenized alone as the model cards do.
+        Only the document is cut; the prefix, the instruction, the query and the suffix never are."""
+        prefix = self._tokenizer.encode(template.prefix, add_special_tokens=False).ids
+        suffix = self._tokenizer.encode(template.tail(instruction), add_special_tokens=False).ids
+        head = template.head(instruction, query)
+        fixed = len(prefix) + len(suffix) + len(self._tokenizer.encode(head, add_special_tokens=False).ids)
+        if fixed >= self.max_length:
+            raise TooManyTokens(None, fixed, self.max_length - 1)
+        bodies = [template.body.format(instruction=instruction or template.default_instruction, query=query,
+                                       document=doc) for doc in documents]  # fmt: skip
+        out: list[Sequence] = []
+        for i, enc in enumerate(self._tokenizer.encode_batch(bodies, add_special_tokens=False)):
+            # the document's tokens: those reaching past the head (its first may carry the space before it)
+            first = next((t for t, (_, end) in enumerate(enc.offsets) if end > len(head)), len(enc.ids))
+            head_ids, doc_ids = enc.ids[:first], enc.ids[first:]
+            budget = self.max_length - len(prefix) - len(suffix) - len(head_ids)
+            if max_tokens_per_doc is not None:
+                budget = min(budget, max_tokens_per_doc)
+            if len(doc_ids) > budget:
+                if not truncate:
+                    raise TooManyTokens(i, len(doc_ids), budget)
+                doc_ids = doc_ids[:budget] if side == "right" else doc_ids[len(doc_ids) - budget :]
+            ids = (*prefix, *head_ids, *doc_ids, *suffix)
+            out.append(Sequence(tuple(ids), (0,) * len(ids)))
         return out
 
     def encode_texts(

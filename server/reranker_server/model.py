@@ -14,6 +14,7 @@ from .checkpoint import Checkpoint, inspect
 from .encoding import Encoder
 from .hardware import cpu_has_native_bf16
 from .settings import Settings
+from .tasks import ScoreOptions, Task, task_for
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +58,12 @@ class LoadedModel:
     backend: Backend
     fallback_reason: str | None
     dtype_note: str  # why this dtype, for /info
+    task: Task
 
     def score_sync(self, query: str, documents: list[str]) -> np.ndarray:
         """Raw scores without batching or caching (calibration, warm-up, tests)."""
-        if self.checkpoint.kind == "cross-encoder":
-            rows = self.backend.forward(pad(self.encoder.encode_pairs(query, documents), self.encoder.pad_id))
-            return scoring.cross_encoder_raw(rows)
-        sequences = self.encoder.encode_texts([query, *documents])
-        rows = self.backend.forward(pad(sequences, self.encoder.pad_id))
-        return scoring.cosine(rows[0], rows[1:])
+        encoded = self.task.encode(query, documents, ScoreOptions())
+        return self.task.raw(self.backend.forward(pad(encoded.sequences, self.encoder.pad_id)))
 
 
 def ranking_agreement(reference: LoadedModel, candidate: LoadedModel) -> float:
@@ -79,8 +77,11 @@ def ranking_agreement(reference: LoadedModel, candidate: LoadedModel) -> float:
 
 def load_model(settings: Settings, platform: Platform | None = None) -> LoadedModel:
     platform = platform or detect_platform()
-    checkpoint = inspect(settings.model_name, settings.model_revision, settings.max_input_length)
+    checkpoint = inspect(
+        settings.model_name, settings.model_revision, settings.max_input_length, settings.reranker_template
+    )
     encoder = Encoder(checkpoint)
+    task = task_for(checkpoint, encoder)
     native_bf16 = cpu_has_native_bf16()
     targets = plan(settings.device_preference, settings.use_mlx, platform)
 
@@ -88,7 +89,7 @@ def load_model(settings: Settings, platform: Platform | None = None) -> LoadedMo
         return auto_dtype(target, platform, native_bf16) if settings.dtype == "auto" else settings.dtype
 
     selection = load(targets, default_loader(settings, checkpoint, platform, dtype_for))
-    model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "")
+    model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "", task)
     if settings.dtype != "auto":
         model.dtype_note = "set by DTYPE"
     elif model.backend.dtype == "float32":
@@ -114,7 +115,7 @@ def _check_reduced_precision(model: LoadedModel, settings: Settings, platform: P
     float32_settings = settings.model_copy(update={"dtype": "float32"})
     target: Target = "mlx" if model.backend.name == "mlx" else model.backend.device.split(":")[0]  # type: ignore[assignment]
     loader = default_loader(float32_settings, model.checkpoint, platform, lambda _t: "float32")
-    reference = LoadedModel(model.checkpoint, model.encoder, loader(target), model.fallback_reason, "")
+    reference = LoadedModel(model.checkpoint, model.encoder, loader(target), model.fallback_reason, "", model.task)
     agreement = ranking_agreement(reference, model)
     if agreement >= AGREEMENT_THRESHOLD:
         model.dtype_note = f"auto: {reduced} agrees with float32 (Spearman {agreement:.4f})"

@@ -29,6 +29,12 @@ class RerankRequest(BaseModel):
         ge=1,
         description="Cut each document to this many tokens (it is always cut to the model's maximum).",
     )
+    instruction: str | None = Field(
+        None,
+        max_length=4096,
+        description="Task instruction for LLM rerankers that take one (e.g. Qwen3-Reranker); other models "
+        "ignore it (GET /info says whether the served model uses it).",
+    )
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -78,6 +84,12 @@ class TeiRerankRequest(BaseModel):
         None, description="Cut inputs that are too long (default true); false answers 413 for them."
     )
     truncation_direction: Literal["right", "left"] = "right"
+    instruction: str | None = Field(
+        None,
+        max_length=4096,
+        description="Task instruction for LLM rerankers that take one (e.g. Qwen3-Reranker); other models "
+        "ignore it (GET /info says whether the served model uses it).",
+    )
 
     @field_validator("truncation_direction", mode="before")
     @classmethod

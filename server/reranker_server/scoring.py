@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import ModelKind
-
 
 def cross_encoder_raw(logits: np.ndarray) -> np.ndarray:
     """One label: the logit. Two labels: the positive class's log-odds, so sigmoid gives its softmax."""
@@ -23,20 +21,6 @@ def cosine(query: np.ndarray, documents: np.ndarray) -> np.ndarray:
 
 def sigmoid(raw: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
-
-
-def finalize(kind: ModelKind, raw: np.ndarray, raw_scores: bool) -> np.ndarray:
-    """Relevance in 0..1 unless raw scores are asked for (TEI's ``raw_scores``).
-
-    Cross-encoders: the sigmoid of the logit. Bi-encoders: ``(cosine + 1) / 2``, since Cohere-shaped
-    clients (and thresholds written for them) expect 0..1 and a cosine can be negative; the order
-    is the cosine's. Raw: the logit, or the cosine itself.
-    """
-    if raw_scores:
-        return raw
-    if kind == "bi-encoder":
-        return np.asarray((raw + 1.0) / 2.0, dtype=np.float64)
-    return sigmoid(raw)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

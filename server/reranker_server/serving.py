@@ -8,26 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import metrics, scoring
+from . import metrics
 from .batcher import Batcher
 from .cache import CachedScore, ScoreCache, score_key
 from .distributed import NoSharedCache, SharedCache
-from .encoding import TruncationSide
 from .model import LoadedModel
 from .problems import EmptyQuery, InvalidText, TextTooLong, TooManyDocuments, TooManyTokens, first_lone_surrogate
 from .settings import Settings
+from .tasks import ScoreOptions
 
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    raw_scores: bool = False
-    truncate: bool = True
-    side: TruncationSide = "right"
-    max_tokens_per_doc: int | None = None
-
-    def variant(self) -> str:
-        """The part of the cache key that truncation changes (raw vs sigmoid is applied after)."""
-        return f"{self.truncate}|{self.side}|{self.max_tokens_per_doc}"
+__all__ = ["RerankService", "ScoreOptions", "ScoreResult"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +41,7 @@ class RerankService:
         self.cache = cache
         self.shared: SharedCache = shared or NoSharedCache()
         ckpt = model.checkpoint
-        self._scope = f"{ckpt.model_id}|{ckpt.revision}|{ckpt.max_length}|{ckpt.kind}"
+        self._scope = f"{ckpt.model_id}|{ckpt.revision}|{ckpt.max_length}|{ckpt.kind}|{ckpt.template}"
 
     def check_limits(self, query: str, documents: list[str]) -> None:
         """Refuse what can't be scored (``problems``), before any work is queued."""
@@ -71,7 +61,8 @@ class RerankService:
         metrics.PAIRS_SCORED.inc(len(documents))
         if not documents:
             return ScoreResult([], 0)
-        keys = [score_key(self._scope, options.variant(), query, doc) for doc in documents]
+        variant = options.variant(self.model.task.uses_instruction)
+        keys = [score_key(self._scope, variant, query, doc) for doc in documents]
         found: dict[int, CachedScore] = {i: hit for i, hit in enumerate(self.cache.get_many(keys)) if hit is not None}
         missing = [i for i in range(len(documents)) if i not in found]
         if missing:  # the fleet's cache, one round trip
@@ -84,7 +75,7 @@ class RerankService:
             found |= await self._compute_missing(query, documents, keys, missing, options)
         entries = [found[i] for i in range(len(documents))]
         raw_all = np.array([e.raw for e in entries], dtype=np.float64)
-        final = scoring.finalize(self.model.checkpoint.kind, raw_all, options.raw_scores)
+        final = self.model.task.finalize(raw_all, options.raw_scores)
         return ScoreResult([float(s) for s in final], sum(e.tokens for e in entries))
 
     async def _compute_missing(
@@ -152,23 +143,7 @@ class RerankService:
         return {i: CachedScore(float(r), t) for i, r, t in zip(indices, raw, tokens, strict=True)}
 
     async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, list[int]]:
-        encoder = self.model.encoder
-        if self.model.checkpoint.kind == "cross-encoder":
-            sequences = await asyncio.to_thread(
-                encoder.encode_pairs,
-                query,
-                documents,
-                truncate=options.truncate,
-                side=options.side,
-                max_tokens_per_doc=options.max_tokens_per_doc,
-            )
-            rows = await self.batcher.run(sequences)
-            return scoring.cross_encoder_raw(rows), [len(s) for s in sequences]
-        query_seq = await asyncio.to_thread(
-            encoder.encode_texts, [query], truncate=options.truncate, side=options.side, is_query=True
-        )
-        doc_seqs = await asyncio.to_thread(
-            encoder.encode_texts, documents, truncate=options.truncate, side=options.side
-        )
-        rows = await self.batcher.run(query_seq + doc_seqs)
-        return scoring.cosine(rows[0], rows[1:]), [len(query_seq[0]) + len(s) for s in doc_seqs]
+        task = self.model.task
+        encoded = await asyncio.to_thread(task.encode, query, documents, options)  # off the event loop
+        rows = await self.batcher.run(encoded.sequences)
+        return task.raw(rows), encoded.tokens

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         description="Hugging Face model id or local directory. Unset: the embedded all-MiniLM-L6-v2.",
     )
     model_revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
+    reranker_template: Literal["auto", "qwen3", "bge-gemma"] = Field(
+        "auto",
+        description="Prompt template of an LLM reranker (a causal LM scored by yes/no logits); "
+        "auto recognises the family from its config and tokenizer.",
+    )
     max_input_length: int | None = Field(
         None, ge=8, description="Cap on tokens per (query, document) pair; default: the model's maximum."
     )

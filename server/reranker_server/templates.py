@@ -23,6 +23,10 @@ class Template:
     negative: str | None  # subtracted when set
     default_instruction: str
 
+    def tail(self, instruction: str | None) -> str:
+        """The suffix (bge-gemma puts its instruction there)."""
+        return self.suffix.replace("{instruction}", instruction or self.default_instruction)
+
     def head(self, instruction: str | None, query: str) -> str:
         """The body up to the document."""
         before = self.body.split("{document}", 1)[0]

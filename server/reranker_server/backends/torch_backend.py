@@ -32,7 +32,7 @@ class TorchBackend(Backend):
 
     def __init__(self, checkpoint: Checkpoint, device: str, dtype: str, threads: int | None = None) -> None:
         import torch
-        from transformers import AutoModel, AutoModelForSequenceClassification
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the server logs its own "loaded" line
@@ -44,17 +44,27 @@ class TorchBackend(Backend):
             # with it against 2,190 in float32 (benchmarks/cuda_check.py). Flash and memory-efficient
             # attention need no per-shape plan.
             torch.backends.cuda.enable_cudnn_sdp(False)
-        loader: Any = AutoModelForSequenceClassification if checkpoint.kind == "cross-encoder" else AutoModel
+        loaders: dict[str, Any] = {"cross-encoder": AutoModelForSequenceClassification, "bi-encoder": AutoModel,
+                                   "llm-yes-no": AutoModelForCausalLM}  # fmt: skip
+        loader = loaders[checkpoint.kind]
         self._torch = torch
         self._model = loader.from_pretrained(str(checkpoint.path), dtype=torch.float32).eval()
         self._device = torch.device(device)
         self._model.to(self._device)
         self._kind = checkpoint.kind
+        self._answer = self._answer_row(checkpoint.answer_ids) if checkpoint.kind == "llm-yes-no" else None
         self._pooling = checkpoint.pooling
         self._uses_token_types = checkpoint.config.get("type_vocab_size", 0) > 1
         self.device = str(self._device) if self._device.type != "cuda" else f"cuda:{self._device.index or 0}"
         self.dtype = "float32"
         self.to_dtype(dtype)
+
+    def _answer_row(self, answer_ids: tuple[int, ...]) -> Any:
+        """W[yes] - W[no] of the LM head (or W[yes] alone), float32: the score needs this one row of
+        the vocabulary projection, never all of it (vLLM folds it the same way)."""
+        weight = self._model.get_output_embeddings().weight.detach().float()
+        row = weight[answer_ids[0]] - (weight[answer_ids[1]] if len(answer_ids) > 1 else 0)
+        return row.to(self._device)
 
     def to_dtype(self, dtype: str) -> None:
         self._model.to(getattr(self._torch, _TORCH_DTYPES[dtype]))
@@ -68,6 +78,13 @@ class TorchBackend(Backend):
             kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
             if self._uses_token_types:
                 kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self._device)
+            if self._answer is not None:  # LLM reranker: the last real token's hidden state . the answer row
+                decoder = getattr(self._model, self._model.base_model_prefix)
+                hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                last = mask.sum(dim=1) - 1  # right-padded: each row's own last position
+                final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+                result: np.ndarray = (final @ self._answer).unsqueeze(1).cpu().numpy()
+                return result
             output = self._model(**kwargs)
             if self._kind == "cross-encoder":
                 rows = output.logits
@@ -78,8 +95,8 @@ class TorchBackend(Backend):
                 else:
                     weights = mask.unsqueeze(-1).to(hidden.dtype)
                     rows = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            result: np.ndarray = rows.float().cpu().numpy()
-        return result
+            rows_out: np.ndarray = rows.float().cpu().numpy()
+        return rows_out
 
     def release_memory(self) -> None:
         if self._device.type == "mps":

@@ -100,7 +100,7 @@ def _ranked(scores: list[float], top_n: int | None) -> list[int]:
 async def _cohere(request: Request, body: RerankRequest, api_version: str) -> RerankResponse:
     runtime: Runtime = request.app.state.runtime
     texts = body.texts()
-    options = ScoreOptions(max_tokens_per_doc=body.max_tokens_per_doc)
+    options = ScoreOptions(max_tokens_per_doc=body.max_tokens_per_doc, instruction=body.instruction)
     result = await _score(request, body.query, texts, options, "documents")
     results = [
         RerankResult(
@@ -143,6 +143,7 @@ async def rerank_tei(request: Request, body: TeiRerankRequest) -> list[TeiRank]:
         raw_scores=body.raw_scores,
         truncate=body.truncate if body.truncate is not None else True,
         side=body.truncation_direction,
+        instruction=body.instruction,
     )
     result = await _score(request, body.query, body.texts, options, "texts")
     return [
