@@ -101,6 +101,21 @@ def xlmr_cross_model(xlmr_cross_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def qwen3_reranker_dir() -> Path:
+    from tests.model_fixtures import qwen3_reranker_dir
+
+    return qwen3_reranker_dir()
+
+
+@pytest.fixture(scope="session")
+def qwen3_model(qwen3_reranker_dir: Path):  # type: ignore[no-untyped-def]
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+
+    return load_model(Settings(model_name=str(qwen3_reranker_dir), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
 def embedded_model():  # type: ignore[no-untyped-def]
     from reranker_server.model import load_model
     from reranker_server.settings import Settings
