@@ -61,3 +61,48 @@ def test_mlx_backend_serves_through_the_same_batching_and_cache(xlmr_cross_dir: 
     assert health["backend"] == "mlx" and health["device"].startswith("mlx")
     by_index = np.array([next(r["score"] for r in served if r["index"] == i) for i in range(len(DOCS))])
     np.testing.assert_allclose(by_index, xlmr_cross_model.score_sync(QUERY, DOCS), atol=1e-4)
+
+
+LLM_QUERY = "what is the capital of france"
+LLM_DOCS = ["Paris is the capital of France.", "The cat sat on the mat.", "Berlin is the capital of Germany.",
+            "Rivers flow into the sea.", "no", "yes it is", "Kubernetes schedules containers onto nodes.",
+            "Photosynthesis turns light into sugar."]  # fmt: skip
+
+
+def _llm_batch(model: Any) -> Any:
+    from reranker_server.tasks import ScoreOptions
+
+    return pad(model.task.encode(LLM_QUERY, LLM_DOCS, ScoreOptions()).sequences, model.encoder.pad_id)
+
+
+def test_llm_reranker_through_mlx_lm_matches_pytorch(qwen3_model: Any) -> None:
+    """mlx-lm's Qwen3 implementation and loader, right-padded rows of mixed lengths, float32."""
+    from reranker_server.backends.mlx_lm_backend import MlxLmBackend
+
+    batch = _llm_batch(qwen3_model)
+    ours = MlxLmBackend(qwen3_model.checkpoint, dtype="float32").forward(batch)
+    np.testing.assert_allclose(ours, qwen3_model.backend.forward(batch), atol=1e-4, rtol=0)
+
+
+def test_llm_reranker_quantized_through_mlx_lm(qwen3_model: Any) -> None:
+    """8-bit keeps the ranking; 4-bit on this tiny random model (hidden size 32, one quantization
+    group per row) moves scores by up to ~0.9 against gaps of ~0.1-0.5 and does not (Spearman
+    ~0.74 here), so it is only checked to run and to correlate."""
+    from reranker_server.backends.mlx_lm_backend import MlxLmBackend
+
+    batch = _llm_batch(qwen3_model)
+    reference = qwen3_model.backend.forward(batch)[:, 0]
+    q8 = MlxLmBackend(qwen3_model.checkpoint, dtype="float32", quantize_bits=8)
+    assert q8.dtype == "float32+q8"
+    assert np.argsort(-q8.forward(batch)[:, 0]).tolist() == np.argsort(-reference).tolist()
+    q4 = MlxLmBackend(qwen3_model.checkpoint, dtype="float32", quantize_bits=4).forward(batch)[:, 0]
+    assert scoring.spearman(q4, reference) > 0.5
+
+
+def test_the_server_picks_mlx_lm_for_an_llm_reranker(qwen3_reranker_dir: Any) -> None:
+    from reranker_server.model import load_model
+    from reranker_server.settings import Settings
+
+    model = load_model(Settings(model_name=str(qwen3_reranker_dir), dtype="float32", device_preference="mlx"))
+    assert (model.backend.name, type(model.backend).__name__) == ("mlx", "MlxLmBackend")
+    assert model.fallback_reason is None

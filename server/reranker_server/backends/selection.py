@@ -98,10 +98,17 @@ def default_loader(
     def load_target(target: Target) -> Backend:
         if target == "mlx":
             try:
-                from .mlx_backend import MlxBackend
+                if checkpoint.kind == "llm-yes-no":  # decoders: mlx-lm's model implementations
+                    from .mlx_lm_backend import MlxLmBackend
+
+                    backend: type[Backend] = MlxLmBackend
+                else:
+                    from .mlx_backend import MlxBackend
+
+                    backend = MlxBackend
             except ImportError as exc:
                 raise ImportError(f"MLX is not installed ({exc}); pip install 'reranker-fleet[mlx]'") from exc
-            return MlxBackend(checkpoint, dtype=dtype_for("mlx"), quantize_bits=settings.mlx_quantize_bits)
+            return backend(checkpoint, dtype=dtype_for("mlx"), quantize_bits=settings.mlx_quantize_bits)  # type: ignore[call-arg]
         if target == "cuda" and not platform.cuda:
             raise RuntimeError("CUDA is not available to torch")
         if target == "mps" and not platform.mps:
