@@ -8,6 +8,11 @@
 plus a soak at concurrency 16 that samples the server's resident memory.
 
     python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
+    python benchmarks/run_benchmark.py --llm   # (e) only: an LLM reranker against the model card's loop
+
+(e) an LLM reranker (the tiny Qwen3 test checkpoint, so the figures show overheads, not a real
+model's compute): our server over HTTP at concurrency 4 against the Qwen3-Reranker model card's
+in-process transformers loop (left-padded batches, full-vocabulary logits at the last position).
 
 The model is the MiniLM cross-encoder test checkpoint (the shape of ms-marco-MiniLM-L-6-v2),
 built offline by tests/model_fixtures.py. The server runs with CACHE_SIZE=0 so every run scores
@@ -36,7 +41,7 @@ from reranker_server.bench import make_workload, run  # noqa: E402
 from reranker_server.hardware import cpu_has_native_bf16, cpu_quota  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.model_fixtures import minilm_cross_dir  # noqa: E402
+from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -94,6 +99,70 @@ class Baseline:
         started = time.perf_counter()
         scores = self.encoder.predict(self.pairs, batch_size=32, show_progress_bar=False)
         return len(self.pairs) / (time.perf_counter() - started), np.asarray(scores)
+
+
+class LlmBaseline:
+    """The Qwen3-Reranker model card's scoring loop, in this process, float32, batches of 32."""
+
+    def __init__(self, model_dir: Path, workload: list[tuple[str, list[str]]]) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from reranker_server.templates import QWEN3
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        self.prefix = self.tokenizer.encode(QWEN3.prefix, add_special_tokens=False)
+        self.suffix = self.tokenizer.encode(QWEN3.suffix, add_special_tokens=False)
+        self.yes, self.no = self.tokenizer.convert_tokens_to_ids("yes"), self.tokenizer.convert_tokens_to_ids("no")
+        self.max_length = self.tokenizer.model_max_length
+        self.pairs = [
+            f"<Instruct>: {QWEN3.default_instruction}\n<Query>: {q}\n<Document>: {d}"
+            for q, docs in workload
+            for d in docs
+        ]
+        self.score(self.pairs[:32])  # warm-up
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        torch = self.torch
+        inputs = self.tokenizer(texts, padding=False, truncation="longest_first", return_attention_mask=False,
+                                max_length=self.max_length - len(self.prefix) - len(self.suffix))  # fmt: skip
+        inputs["input_ids"] = [self.prefix + ids + self.suffix for ids in inputs["input_ids"]]
+        batch = self.tokenizer.pad(inputs, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = self.model(**batch).logits[:, -1, :]
+            pair = torch.stack([logits[:, self.no], logits[:, self.yes]], dim=1)
+            return torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().numpy()
+
+    def rate(self) -> tuple[float, np.ndarray]:
+        started = time.perf_counter()
+        scores = np.concatenate([self.score(self.pairs[i : i + 32]) for i in range(0, len(self.pairs), 32)])
+        return len(self.pairs) / (time.perf_counter() - started), scores
+
+
+def llm_rows(args: argparse.Namespace, info: dict[str, str]) -> None:
+    """(e): the LLM reranker row, side by side with its in-process baseline, interleaved rounds."""
+    model_dir = qwen3_reranker_dir()
+    workload = make_workload(args.requests, args.documents, 60, seed=1)
+    base = LlmBaseline(model_dir, workload)
+    server = Server(model_dir, "float32")
+    samples: list[tuple[float, float]] = []
+    base_scores = np.zeros(0)
+    for _ in range(args.rounds):
+        base_rate, base_scores = base.rate()
+        result = asyncio.run(run(server.url, "cohere", workload, 4))
+        assert result.ok == len(workload), result.summary()
+        samples.append((result.summary()["pairs_per_second"], base_rate))
+    ours = server.scores(workload)
+    server.stop()
+    ratios = [r / b for r, b in samples]
+    print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"(e) LLM reranker, tiny Qwen3 test checkpoint, {len(base.pairs)} pairs, {args.rounds} rounds:")
+    print(f"| model card loop, in-process, float32 | {np.median([b for _, b in samples]):.1f} pairs/s | 1.00x |")
+    print(f"| reranker-server over HTTP, float32, c=4 | {np.median([r for r, _ in samples]):.1f} pairs/s | "
+          f"{np.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] |")  # fmt: skip
+    print(f"scores: server vs model card loop, max abs difference {np.max(np.abs(ours - base_scores)):.2e}")
 
 
 class Server:
@@ -180,8 +249,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="baseline/server rounds (medians are reported)")
     parser.add_argument("--write", type=Path, help="also write the results as markdown here")
     parser.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the server processes")
+    parser.add_argument("--llm", action="store_true", help="run only (e), the LLM reranker rows")
     args = parser.parse_args()
     Server.extra_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.llm:
+        llm_rows(args, machine())
+        return
 
     model_dir = minilm_cross_dir()
     import json
