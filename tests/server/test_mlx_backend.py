@@ -84,19 +84,15 @@ def test_llm_reranker_through_mlx_lm_matches_pytorch(qwen3_model: Any) -> None:
     np.testing.assert_allclose(ours, qwen3_model.backend.forward(batch), atol=1e-4, rtol=0)
 
 
-def test_llm_reranker_quantized_through_mlx_lm(qwen3_model: Any) -> None:
-    """8-bit keeps the ranking; 4-bit on this tiny random model (hidden size 32, one quantization
-    group per row) moves scores by up to ~0.9 against gaps of ~0.1-0.5 and does not (Spearman
-    ~0.74 here), so it is only checked to run and to correlate."""
+@pytest.mark.parametrize("bits", [8, 4])
+def test_llm_reranker_quantized_through_mlx_lm_keeps_the_ranking(qwen3_model: Any, bits: int) -> None:
     from reranker_server.backends.mlx_lm_backend import MlxLmBackend
 
     batch = _llm_batch(qwen3_model)
     reference = qwen3_model.backend.forward(batch)[:, 0]
-    q8 = MlxLmBackend(qwen3_model.checkpoint, dtype="float32", quantize_bits=8)
-    assert q8.dtype == "float32+q8"
-    assert np.argsort(-q8.forward(batch)[:, 0]).tolist() == np.argsort(-reference).tolist()
-    q4 = MlxLmBackend(qwen3_model.checkpoint, dtype="float32", quantize_bits=4).forward(batch)[:, 0]
-    assert scoring.spearman(q4, reference) > 0.5
+    quantized = MlxLmBackend(qwen3_model.checkpoint, dtype="float32", quantize_bits=bits)
+    assert quantized.dtype == f"float32+q{bits}"
+    assert np.argsort(-quantized.forward(batch)[:, 0]).tolist() == np.argsort(-reference).tolist()
 
 
 def test_the_server_picks_mlx_lm_for_an_llm_reranker(qwen3_reranker_dir: Any) -> None:
