@@ -95,6 +95,25 @@ def test_llm_reranker_quantized_through_mlx_lm_keeps_the_ranking(qwen3_model: An
     assert np.argsort(-quantized.forward(batch)[:, 0]).tolist() == np.argsort(-reference).tolist()
 
 
+def test_a_checkpoint_quantized_by_mlx_lm_loads_as_it_is(qwen3_model: Any, tmp_path: Any) -> None:
+    from mlx_lm import convert
+
+    from reranker_server.backends.mlx_lm_backend import MlxLmBackend
+    from reranker_server.checkpoint import inspect
+
+    out = tmp_path / "q4"
+    convert(str(qwen3_model.checkpoint.path), mlx_path=str(out), quantize=True, q_group_size=32, q_bits=4)
+    checkpoint = inspect(str(out), None)
+    assert (checkpoint.kind, checkpoint.template) == ("llm-yes-no", "qwen3")
+    backend = MlxLmBackend(checkpoint, dtype="float32")
+    assert backend.dtype == "float32+q4"
+    batch = _llm_batch(qwen3_model)
+    reference = qwen3_model.backend.forward(batch)[:, 0]
+    # mlx-lm quantizes the embeddings and the LM head too, so the answer row itself carries 4-bit
+    # error: two documents 0.005 apart in float32 may swap; the order otherwise holds
+    assert scoring.spearman(backend.forward(batch)[:, 0], reference) >= 0.95
+
+
 def test_the_server_picks_mlx_lm_for_an_llm_reranker(qwen3_reranker_dir: Any) -> None:
     from reranker_server.model import load_model
     from reranker_server.settings import Settings

@@ -60,7 +60,8 @@ class MlxLmBackend(Backend):
             _quantize(self._model, quantize_bits)
         self._model.eval()
         mx.eval(self._model.parameters(), self._answer)
-        self.dtype = dtype if not quantize_bits else f"{dtype}+q{quantize_bits}"
+        bits = quantize_bits or (checkpoint.config.get("quantization") or {}).get("bits")  # or quantized on disk
+        self.dtype = f"{dtype}+q{bits}" if bits else dtype
         self.device = f"mlx:{mx.default_device()}"
 
     def forward(self, batch: PaddedBatch) -> np.ndarray:
