@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 # Reduced precision is kept only when it orders these documents like float32 does.
 AGREEMENT_THRESHOLD = 0.99
+# int8 is kept by DTYPE=auto only when at least this much faster than float32 at start-up: below
+# it, run-to-run noise on a shared machine (±10% measured here) could pick the slower one.
+INT8_MIN_SPEEDUP = 1.15
 CALIBRATION_QUERIES = [
     "how do plants make food",
     "capital of france",
@@ -92,6 +95,8 @@ def load_model(settings: Settings, platform: Platform | None = None) -> LoadedMo
     model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "", task)
     if settings.dtype != "auto":
         model.dtype_note = "set by DTYPE"
+    elif model.backend.dtype == "float32" and model.backend.name == "pytorch" and model.backend.device == "cpu":
+        model = _consider_int8(model, settings, platform)
     elif model.backend.dtype == "float32":
         model.dtype_note = "auto: no faster native dtype on this device"
     else:
@@ -107,6 +112,47 @@ def load_model(settings: Settings, platform: Platform | None = None) -> LoadedMo
         f" fallback: {model.fallback_reason}" if model.fallback_reason else "",
     )
     return model
+
+
+def forward_rate(model: LoadedModel, repeats: int = 3) -> float:
+    """Pairs per second of one forward pass over the calibration pairs (best of ``repeats``)."""
+    import time
+
+    batches = [pad(model.task.encode(q, CALIBRATION_DOCUMENTS, ScoreOptions()).sequences, model.encoder.pad_id)
+               for q in CALIBRATION_QUERIES]  # fmt: skip
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms up
+        started = time.perf_counter()
+        for batch in batches:
+            model.backend.forward(batch)
+        best = min(best, time.perf_counter() - started)
+    return len(CALIBRATION_QUERIES) * len(CALIBRATION_DOCUMENTS) / best
+
+
+def int8_verdict(float32_rate: float, int8_rate: float, agreement: float) -> tuple[bool, str]:
+    """Keep int8 only when it is clearly faster here and ranks like float32."""
+    measured = f"int8 {int8_rate:.0f} vs float32 {float32_rate:.0f} pairs/s, Spearman {agreement:.4f}"
+    if agreement < AGREEMENT_THRESHOLD:
+        return False, f"auto: int8 rejected, it disagrees with float32 ({measured})"
+    if int8_rate < INT8_MIN_SPEEDUP * float32_rate:
+        return False, f"auto: int8 rejected, not {INT8_MIN_SPEEDUP}x faster ({measured})"
+    return True, f"auto: int8 kept ({measured})"
+
+
+def _consider_int8(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
+    """A CPU without native bf16: measure int8 against float32 on the calibration set."""
+    int8_settings = settings.model_copy(update={"dtype": "int8"})
+    try:
+        backend = default_loader(int8_settings, model.checkpoint, platform, lambda _t: "int8")("cpu")
+    except Exception as exc:  # an architecture quantize_dynamic can't take: float32 it is
+        model.dtype_note = f"auto: int8 unavailable ({type(exc).__name__}: {exc})"
+        return model
+    candidate = LoadedModel(model.checkpoint, model.encoder, backend, model.fallback_reason, "", model.task)
+    keep, note = int8_verdict(forward_rate(model), forward_rate(candidate), ranking_agreement(model, candidate))
+    logger.info("%s", note)
+    chosen = candidate if keep else model
+    chosen.dtype_note = note
+    return chosen
 
 
 def _check_reduced_precision(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
