@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run setup dev system-deps tools test lint fixtures e2e image-test clean
+.PHONY: run setup dev system-deps tools test lint fixtures e2e image-test clean peers
 
 # Each step says what it does; pip shows its progress (a silent 2-3 minute wait looked hung).
 PIP_INSTALL := $(PIP) install --progress-bar on --disable-pip-version-check
@@ -62,3 +62,9 @@ image-test: dev  ## build the images with buildah and smoke-test them (slow; nee
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+
+peers:  ## the benchmark's peer, Infinity 0.0.78, in its own virtualenv (.cache/peers/infinity)
+	@echo "==> installing Infinity into .cache/peers/infinity (its pins differ from ours: numpy<2, sentence-transformers<4)"
+	$(PYTHON) -m venv .cache/peers/infinity
+	.cache/peers/infinity/bin/pip install --progress-bar on --disable-pip-version-check torch==2.13.0
+	.cache/peers/infinity/bin/pip install --progress-bar on --disable-pip-version-check "infinity-emb[server,torch]==0.0.78"

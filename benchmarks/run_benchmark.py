@@ -10,6 +10,11 @@ plus a soak at concurrency 16 that samples the server's resident memory.
     python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
     python benchmarks/run_benchmark.py --llm   # (e) only: an LLM reranker against the model card's loop
 
+(f) our server with DTYPE=int8, and (g) Infinity (`infinity-emb`, torch engine) serving the same
+    model over HTTP in each dtype it offers, when its own virtualenv exists (INFINITY_BIN, default
+    .cache/peers/infinity/bin/infinity_emb; `make peers` creates it): skipped with the reason when absent.
+Use --doc-tokens 32 for short pairs, where overheads weigh most.
+
 (e) an LLM reranker (the tiny Qwen3 test checkpoint, so the figures show overheads, not a real
 model's compute): our server over HTTP at concurrency 4 against the Qwen3-Reranker model card's
 in-process transformers loop (left-padded batches, full-vocabulary logits at the last position).
@@ -165,6 +170,41 @@ def llm_rows(args: argparse.Namespace, info: dict[str, str]) -> None:
     print(f"scores: server vs model card loop, max abs difference {np.max(np.abs(ours - base_scores)):.2e}")
 
 
+def wait_ready(proc: subprocess.Popen[bytes], url: str, name: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{name} did not become ready in {limit:.0f} s")
+
+
+INFINITY_BIN = Path(os.environ.get("INFINITY_BIN", REPO / ".cache/peers/infinity/bin/infinity_emb"))
+
+
+class Infinity:
+    """A peer: ``infinity_emb v2`` serving the same checkpoint (torch engine), in its own venv."""
+
+    def __init__(self, model_dir: Path, dtype: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [str(INFINITY_BIN), "v2", "--model-id", str(model_dir), "--engine", "torch", "--device", "cpu",
+                "--dtype", dtype, "--batch-size", "32", "--port", str(self.port), "--host", "127.0.0.1",
+                "--no-model-warmup"]  # fmt: skip
+        env = os.environ | {"HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(self.proc, f"{self.url}/health", "infinity_emb", 240)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 class Server:
     extra_env: dict[str, str] = {}  # --server-env
 
@@ -186,15 +226,7 @@ class Server:
             | self.extra_env
         )
         self.proc = subprocess.Popen([sys.executable, "-m", "reranker_server"], env=env)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server did not become ready")
+        wait_ready(self.proc, f"{self.url}/ready", "reranker-server", 180)
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = httpx.get(f"{self.url}/info").json()
@@ -278,10 +310,10 @@ def main() -> None:
     gemm: list[float] = []
     base_scores = np.zeros(0)
 
-    def measure(label: str, url: str, concurrency: int) -> None:
+    def measure(label: str, url: str, concurrency: int, api: str = "cohere") -> None:
         nonlocal base_scores
         base_rate, base_scores = base.rate()
-        result = asyncio.run(run(url, "cohere", workload, concurrency))
+        result = asyncio.run(run(url, api, workload, concurrency))
         assert result.ok == len(workload), result.summary()
         summary = result.summary()
         runs.setdefault(label, []).append((summary["pairs_per_second"], base_rate))
@@ -305,9 +337,33 @@ def main() -> None:
     notes[auto_label] = notes.get(auto_label, "") + f"; {auto_info['dtype_reason']}"
     auto_scores = auto.scores(workload)
     auto.stop()
+    int8 = Server(model_dir, "int8")
+    for _ in range(args.rounds):
+        measure("(f) reranker-server over HTTP, DTYPE=int8, c=4", int8.url, 4)
+    int8_scores = int8.scores(workload)
+    int8.stop()
+    peer_dtypes = ["float32", "int8"] + (["bfloat16"] if cpu_has_native_bf16() else [])
+    if INFINITY_BIN.exists():
+        for dtype in peer_dtypes:
+            label = f"(g) Infinity 0.0.78 (torch engine) over HTTP, {dtype}, c=4"
+            try:
+                peer = Infinity(model_dir, dtype)
+            except RuntimeError as exc:
+                notes[label] = f"not run: {exc}"
+                runs[label] = []
+                continue
+            for _ in range(args.rounds):
+                measure(label, peer.url, 4, api="infinity")
+            peer.stop()
+    else:
+        print(f"(g) Infinity skipped: {INFINITY_BIN} does not exist (make peers)")
     notes["(a) CrossEncoder.predict, in-process, float32"] = "batch_size=32"
     per_query = [
         spearman(fp32_scores[i : i + args.documents], auto_scores[i : i + args.documents])
+        for i in range(0, n_pairs, args.documents)
+    ]
+    int8_agreement = [
+        spearman(fp32_scores[i : i + args.documents], int8_scores[i : i + args.documents])
         for i in range(0, n_pairs, args.documents)
     ]
     parity = float(np.max(np.abs(fp32_scores - base_scores))) if base_scores.size else float("nan")
@@ -331,6 +387,7 @@ def main() -> None:
     ]
     for label, samples in runs.items():
         if not samples:
+            lines.append(f"| {label} | n/a | n/a | n/a | n/a | {notes.get(label, '')} |")
             continue
         rate = float(np.median([r for r, _ in samples]))
         ratios = [r / b for r, b in samples]
@@ -342,6 +399,8 @@ def main() -> None:
         f"Scores: server float32 vs CrossEncoder.predict, max abs difference {parity:.2e}.",
         f"DTYPE=auto vs float32 ranking agreement (Spearman per query): mean {np.mean(per_query):.4f}, "
         f"min {np.min(per_query):.4f}.",
+        f"DTYPE=int8 vs float32 ranking agreement (Spearman per query): mean {np.mean(int8_agreement):.4f}, "
+        f"min {np.min(int8_agreement):.4f}.",
     ]
     if soak_samples:
         rss = [mib for _, mib in soak_samples]

@@ -65,6 +65,8 @@ def make_workload(
 def body_for(api: str, query: str, docs: list[str]) -> tuple[str, dict[str, Any]]:
     if api == "tei":
         return "/rerank", {"query": query, "texts": docs, "truncate": True}
+    if api == "infinity":  # Infinity's Cohere-like route, for side-by-side runs against it
+        return "/rerank", {"query": query, "documents": docs, "return_documents": False}
     return "/v1/rerank", {"query": query, "documents": docs}
 
 
@@ -223,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
-    parser.add_argument("--api", choices=["cohere", "tei"], default="cohere", help="request shape")
+    parser.add_argument("--api", choices=["cohere", "tei", "infinity"], default="cohere", help="request shape")
     parser.add_argument("--requests", "-n", type=int, default=100, help="requests per concurrency level")
     parser.add_argument("--concurrency", "-c", default="4", help="one level or a comma list: 1,4,16")
     parser.add_argument("--documents", "-d", type=int, default=32, help="documents per request")

@@ -30,7 +30,10 @@ What it does not (checked elsewhere, or not at all):
   with a real CEL implementation, on the defaults, the examples and a table of specs;
 - structural schema pruning of unknown fields, and defaulting of stored objects;
 - SSA field ownership and list merge keys (an apply is merged like a JSON merge patch);
-- built-in controllers (no Pods, no Deployment status unless a test writes it, no HPA);
+- built-in controllers (no Pods, no Deployment status unless a test writes it, no HPA, no Job
+  controller: tests create the loader's pod and write the Job's status; no scheduler, so no
+  ``volume.kubernetes.io/selected-node`` on claims; no ``kubernetes.io/pvc-protection``, so a
+  deleted claim goes at once where a real one waits for the last pod using it);
 - admission webhooks, quotas, aggregated ClusterRoles, RBAC on non-resource URLs (discovery
   is open, as the ``system:discovery`` role makes it);
 - requests without a token are the test harness acting as cluster-admin (a real server would

@@ -226,7 +226,7 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
     model.load_weights([(k, v) for k, v in weights.items() if k in wanted])
 
 
-def _quantize(model: nn.Module, bits: int) -> None:
+def quantize_linear(model: nn.Module, bits: int) -> None:
     """Quantize the linear layers whose input width a group size divides."""
 
     def predicate(_path: str, module: nn.Module) -> bool | dict[str, int]:
@@ -252,7 +252,7 @@ class MlxBackend(Backend):
         load_weights(self._model, checkpoint)
         self._model.set_dtype(_MX_DTYPES[dtype])
         if quantize_bits:
-            _quantize(self._model, quantize_bits)
+            quantize_linear(self._model, quantize_bits)
         self._model.eval()
         mx.eval(self._model.parameters())
         self.dtype = dtype if not quantize_bits else f"{dtype}+q{quantize_bits}"

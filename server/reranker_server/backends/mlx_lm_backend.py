@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 
 from ..checkpoint import Checkpoint
 from . import Backend, PaddedBatch
+from .mlx_backend import quantize_linear
 
 _MX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
@@ -31,20 +31,6 @@ def _head_rows(model: Any, ids: tuple[int, ...]) -> mx.array:
     return rows.astype(mx.float32)
 
 
-def _quantize(model: nn.Module, bits: int) -> None:
-    """Quantize the linear layers whose input width a group size divides (not the embeddings)."""
-
-    def predicate(_path: str, module: nn.Module) -> bool | dict[str, int]:
-        if not isinstance(module, nn.Linear):
-            return False
-        for group_size in (64, 32):
-            if module.weight.shape[-1] % group_size == 0:
-                return {"group_size": group_size, "bits": bits}
-        return False
-
-    nn.quantize(model, bits=bits, class_predicate=predicate)
-
-
 class MlxLmBackend(Backend):
     name = "mlx"
     device = "mlx"
@@ -57,7 +43,7 @@ class MlxLmBackend(Backend):
         rows = _head_rows(self._model, checkpoint.answer_ids)  # before quantizing: the exact rows
         self._answer = rows[0] - rows[1] if len(checkpoint.answer_ids) > 1 else rows[0]
         if quantize_bits:
-            _quantize(self._model, quantize_bits)
+            quantize_linear(self._model, quantize_bits)
         self._model.eval()
         mx.eval(self._model.parameters(), self._answer)
         bits = quantize_bits or (checkpoint.config.get("quantization") or {}).get("bits")  # or quantized on disk
