@@ -116,7 +116,7 @@ def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | Non
 
 @dataclass
 class ClusterDiscovery:
-    """What the cluster offers (custom metrics served, storage classes), looked up at most once
+    """What the cluster offers (custom metrics served, storage classes, KEDA), looked up at most once
     per ``interval`` for all Rerankers: an adapter or a class added later is seen within a drift
     interval. A failed lookup keeps what the last one found."""
 
