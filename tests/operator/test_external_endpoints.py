@@ -252,8 +252,11 @@ async def test_macs_in_rotation_count_as_replicas_for_the_operator_autoscaler(
         await mini.ready()
         await cluster.eventually(lambda: slice_endpoints(cluster, "fleet").get(test_host[2]) is True, within=30)
         await cluster.eventually(lambda: pods.replicas() == 2, within=30)
-        assert cluster.reranker("fleet")["status"]["autoscaling"]["lastScale"]["reason"].endswith(
-            "1 external endpoint ready"
+        # the status follows the scale (and its Event) right after it
+        await cluster.eventually(
+            lambda: cluster.reranker("fleet")["status"]["autoscaling"]["lastScale"]["reason"].endswith(
+                "1 external endpoint ready"
+            )
         )
         await mini.stop(signal.SIGKILL)  # out of rotation: the pods take its share again
         await cluster.eventually(lambda: pods.replicas() == 3, within=30)
