@@ -18,8 +18,8 @@ from reranker_contract.endpoint import EndpointSpec
 
 from . import endpoints, probe
 from .autoscaler import Sample
+from .resources import LOAD_METRICS
 
-LOAD_METRICS = ("reranker_requests_in_progress", "reranker_queue_depth")
 METRICS_PATH = "/metrics"
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from reranker_contract import server_env as env_names
 
-from .models import AccessMode, ModelRef, RerankerSpec
+from .models import AccessMode, ModelRef
 
 __all__ = ["AccessMode", "CacheState"]
 
@@ -203,7 +203,3 @@ def last_progress(log: str) -> dict[str, int] | None:
         if isinstance(data, dict) and isinstance(data.get("totalBytes"), int):
             return {"downloadedBytes": int(data.get("downloadedBytes") or 0), "totalBytes": data["totalBytes"]}
     return None
-
-
-def uses_cache(spec: RerankerSpec) -> bool:
-    return spec.model.cache is not None

@@ -83,8 +83,9 @@ class TorchBackend(Backend):
 
         with warnings.catch_warnings():  # torch.ao's deprecation notices (its successor is torchao)
             warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+            # in place: a copy would hold a second float32 model at start-up
             self._model = torch.ao.quantization.quantize_dynamic(
-                self._model.float(), {torch.nn.Linear}, dtype=torch.qint8
+                self._model.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True
             )
         self.dtype = "int8"
 
