@@ -106,6 +106,32 @@ class Baseline:
         return len(self.pairs) / (time.perf_counter() - started), np.asarray(scores)
 
 
+class OnnxInProcess:
+    """(a2) our ONNX Runtime export of the same checkpoint, in this process, float32: tokenized
+    and length-sorted like CrossEncoder.predict, batches of 32. What the server's engine can do
+    with no HTTP, JSON or batching around it."""
+
+    def __init__(self, model_dir: Path, workload: list[tuple[str, list[str]]]) -> None:
+        from reranker_server.backends import pad
+        from reranker_server.model import load_model
+        from reranker_server.settings import Settings
+        from reranker_server.tasks import ScoreOptions
+
+        self.model = load_model(Settings(model_name=str(model_dir), dtype="float32", engine="onnxruntime"))
+        self.pad, self.options, self.workload = pad, ScoreOptions(), workload
+
+    def rate(self) -> tuple[float, np.ndarray]:
+        started = time.perf_counter()
+        sequences = [s for q, docs in self.workload for s in self.model.task.encode(q, docs, self.options).sequences]
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        rows = np.zeros(len(sequences), dtype=np.float32)
+        for i in range(0, len(order), 32):
+            chunk = order[i : i + 32]
+            out = self.model.backend.forward(self.pad([sequences[j] for j in chunk], self.model.encoder.pad_id))
+            rows[chunk] = out[:, 0]
+        return len(sequences) / (time.perf_counter() - started), rows
+
+
 class LlmBaseline:
     """The Qwen3-Reranker model card's scoring loop, in this process, float32, batches of 32."""
 
@@ -208,7 +234,7 @@ class Infinity:
 class Server:
     extra_env: dict[str, str] = {}  # --server-env
 
-    def __init__(self, model_dir: Path, dtype: str) -> None:
+    def __init__(self, model_dir: Path, dtype: str, engine: str = "auto") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = (
@@ -216,6 +242,7 @@ class Server:
             | {
                 "MODEL_NAME": str(model_dir),
                 "DTYPE": dtype,
+                "ENGINE": engine,
                 "CACHE_SIZE": "0",
                 "HOST": "127.0.0.1",
                 "PORT": str(self.port),
@@ -321,27 +348,43 @@ def main() -> None:
         notes[label] = f"p50 {summary['latency_p50_ms']:.0f} / p99 {summary['latency_p99_ms']:.0f} ms"
 
     server = Server(model_dir, "float32")
+    engine = server.info()["backend"]
     for _ in range(args.rounds):
         gemm.append(matmul_gflops())
         for concurrency in (1, 4, 16):
-            measure(f"(b) reranker-server over HTTP, float32, c={concurrency}", server.url, concurrency)
+            measure(f"(b) reranker-server over HTTP, float32 ({engine}), c={concurrency}", server.url, concurrency)
     fp32_scores = server.scores(workload)
     soak_samples = soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
     server.stop()
+    torch_server = Server(model_dir, "float32", engine="pytorch")
+    for _ in range(args.rounds):
+        measure("(b) reranker-server over HTTP, float32, ENGINE=pytorch, c=4", torch_server.url, 4)
+    torch_server.stop()
+    onnx_in_process = OnnxInProcess(model_dir, workload)
+    onnx_label = "(a2) our ONNX Runtime export, in-process, float32"
+    for _ in range(args.rounds):
+        base_rate, _ = base.rate()
+        runs.setdefault(onnx_label, []).append((onnx_in_process.rate()[0], base_rate))
+    notes[onnx_label] = "length-sorted batches of 32, tokenization included"
 
     auto = Server(model_dir, "auto")
     auto_info = auto.info()
-    auto_label = f"(c) reranker-server over HTTP, DTYPE=auto -> {auto_info['dtype']}, c=4"
+    auto_label = f"(c) reranker-server over HTTP, DTYPE=auto -> {auto_info['dtype']} ({auto_info['backend']}), c=4"
     for _ in range(args.rounds):
         measure(auto_label, auto.url, 4)
     notes[auto_label] = notes.get(auto_label, "") + f"; {auto_info['dtype_reason']}"
     auto_scores = auto.scores(workload)
     auto.stop()
     int8 = Server(model_dir, "int8")
+    int8_engine = int8.info()["backend"]
     for _ in range(args.rounds):
-        measure("(f) reranker-server over HTTP, DTYPE=int8, c=4", int8.url, 4)
+        measure(f"(f) reranker-server over HTTP, DTYPE=int8 ({int8_engine}), c=4", int8.url, 4)
     int8_scores = int8.scores(workload)
     int8.stop()
+    torch_int8 = Server(model_dir, "int8", engine="pytorch")
+    for _ in range(args.rounds):
+        measure("(f) reranker-server over HTTP, DTYPE=int8, ENGINE=pytorch, c=4", torch_int8.url, 4)
+    torch_int8.stop()
     peer_dtypes = ["float32", "int8"] + (["bfloat16"] if cpu_has_native_bf16() else [])
     if INFINITY_BIN.exists():
         for dtype in peer_dtypes:

@@ -101,7 +101,8 @@ class ServerTuning(_CamelModel):
     max_batch_tokens: int | None = Field(None, ge=64)
     max_parallel_requests: int | None = Field(None, ge=1)
     max_queue_size: int | None = Field(None, ge=0)
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] | None = None
+    engine: Literal["auto", "pytorch", "onnxruntime"] | None = None
     cache_size: int | None = Field(None, ge=0)
 
 

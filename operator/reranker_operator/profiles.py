@@ -27,6 +27,7 @@ class HardwareProfile:
     node_selector: dict[str, str]
     tolerations: list[dict[str, Any]]
     dtype: str
+    engine: str  # ENGINE: what runs the model on CPUs (auto: ONNX Runtime for encoders)
     batch_size: int
     max_batch_tokens: int
     max_parallel_requests: int
@@ -65,6 +66,7 @@ PROFILES: dict[str, HardwareProfile] = {
         node_selector={},
         tolerations=[],
         dtype="auto",  # bfloat16 where the CPU has it natively and rankings agree, else float32
+        engine="auto",
         batch_size=32,
         max_batch_tokens=8192,
         max_parallel_requests=32,
@@ -94,6 +96,7 @@ PROFILES: dict[str, HardwareProfile] = {
         node_selector={},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         dtype="auto",  # float16 on the GPU
+        engine="auto",  # CPUs only: on the GPU the server runs PyTorch
         batch_size=64,
         max_batch_tokens=32768,
         max_parallel_requests=64,
@@ -127,6 +130,7 @@ def resolve(spec: RerankerSpec) -> HardwareProfile:
     tuning, scaling = spec.server, spec.autoscaling
     overrides: dict[str, Any] = {
         "dtype": tuning.dtype,
+        "engine": tuning.engine,
         "batch_size": tuning.batch_size,
         "max_batch_tokens": tuning.max_batch_tokens,
         "max_parallel_requests": tuning.max_parallel_requests,
@@ -154,6 +158,7 @@ def summary(profile: HardwareProfile) -> dict[str, Any]:
         "requests": profile.requests,
         "limits": profile.limits,
         "dtype": profile.dtype,
+        "engine": profile.engine,
         "batchSize": profile.batch_size,
         "maxBatchTokens": profile.max_batch_tokens,
         "maxParallelRequests": profile.max_parallel_requests,

@@ -132,6 +132,7 @@ def server_env(
         env_names.PORT: str(CONTAINER_PORT),
         env_names.MODEL_NAME: spec.model.name,
         env_names.DTYPE: profile.dtype,
+        env_names.ENGINE: profile.engine,
         env_names.BATCH_SIZE: str(profile.batch_size),
         env_names.MAX_BATCH_TOKENS: str(profile.max_batch_tokens),
         env_names.MAX_PARALLEL_REQUESTS: str(profile.max_parallel_requests),

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 EMBEDDED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ModelKind = Literal["cross-encoder", "bi-encoder", "llm-yes-no"]
+ENCODER_KINDS: tuple[ModelKind, ...] = ("cross-encoder", "bi-encoder")  # BERT-like: one pass, no decoding
 # Families whose position ids start at padding_idx + 1, so max_position_embeddings overstates
 # the usable length by that much (XLM-R reports 514 and takes 512).
 _OFFSET_POSITION_FAMILIES = {"roberta", "xlm-roberta", "camembert", "longformer"}

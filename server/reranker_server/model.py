@@ -95,7 +95,7 @@ def load_model(settings: Settings, platform: Platform | None = None) -> LoadedMo
     model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "", task)
     if settings.dtype != "auto":
         model.dtype_note = "set by DTYPE"
-    elif model.backend.dtype == "float32" and model.backend.name == "pytorch" and model.backend.device == "cpu":
+    elif model.backend.dtype == "float32" and model.backend.name != "mlx" and model.backend.device == "cpu":
         model = _consider_int8(model, settings, platform)
     elif model.backend.dtype == "float32":
         model.dtype_note = "auto: no faster native dtype on this device"

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DevicePreference = Literal["auto", "cuda", "mps", "cpu", "mlx"]
 DType = Literal["auto", "float32", "float16", "bfloat16", "int8"]
 UseMlx = Literal["auto", "true", "false"]
+Engine = Literal["auto", "pytorch", "onnxruntime"]
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
         "faster at start-up and its ranking agrees, else float32. int8: CPU only.",
     )
     device_preference: DevicePreference = Field("auto", description="Where to run: auto|cuda|mps|cpu|mlx.")
+    engine: Engine = Field(
+        "auto",
+        description="What runs the model on CPUs. auto: ONNX Runtime for encoders (cross-encoders, bi-encoders) "
+        "in float32 or int8 when it is installed, else PyTorch; onnxruntime: ONNX Runtime or fail; pytorch: PyTorch.",
+    )
     use_mlx: UseMlx = Field("auto", description="MLX on Apple silicon: auto|true|false.")
     mlx_quantize_bits: Literal[0, 4, 8] = Field(
         0, description="MLX only: quantize linear weights to 4 or 8 bits (0 = off)."
@@ -102,7 +108,7 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="Log one line per request (method, path, status).")
 
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads; default: the container's CPU quota."
+        None, ge=1, description="CPU inference threads (torch or ONNX Runtime); default: the container's CPU quota."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 

@@ -77,6 +77,6 @@ def test_health_keys_the_probe_reads_are_what_the_server_writes(minilm_cross_mod
     report = HealthReport.from_body(body)
     assert report.healthy
     assert report.model == minilm_cross_model.checkpoint.model_id
-    assert (report.backend, report.device) == ("pytorch", "cpu")
+    assert (report.backend, report.device) == ("onnxruntime", "cpu")
     assert HealthReport.from_body(report.body()) == report
     assert HealthReport.from_body("not a dict").status is None

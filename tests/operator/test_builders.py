@@ -162,16 +162,18 @@ def test_hpa_names_only_metrics_the_cluster_serves(
 
 def test_spec_overrides_the_profile() -> None:
     s = spec(
-        server={"batchSize": 8, "maxBatchTokens": 4096, "dtype": "float32", "maxParallelRequests": 3},
+        server={"batchSize": 8, "maxBatchTokens": 4096, "dtype": "int8", "engine": "pytorch", "maxParallelRequests": 3},
         resources={"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1500m", "memory": "2Gi"}},
         autoscaling={"targetInProgressRequests": 2, "targetCPUUtilization": 50},
         env=[{"name": "BATCH_SIZE", "value": "4"}],
     )
     profile = profiles.resolve(s)
-    assert (profile.batch_size, profile.max_batch_tokens, profile.dtype) == (8, 4096, "float32")
+    assert (profile.batch_size, profile.max_batch_tokens, profile.dtype, profile.engine) == (8, 4096, "int8", "pytorch")
     assert profile.cpu_threads == 2  # 1500m rounds up
     built = children(s, profile)
     env = env_of(built["Deployment"])
+    assert (env["DTYPE"], env["ENGINE"]) == ("int8", "pytorch")
+    assert env_of(children(spec())["Deployment"])["ENGINE"] == "auto"
     assert env["BATCH_SIZE"] == "4"  # an explicit env var wins over tuning
     assert env["MAX_PARALLEL_REQUESTS"] == "3"
     hpa_targets = {

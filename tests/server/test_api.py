@@ -122,7 +122,7 @@ def test_malformed_json_and_oversized_bodies(client: TestClient, minilm_cross_mo
 def test_ops_endpoints(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "healthy"
-    assert health["model"]["backend"] == "pytorch"
+    assert health["model"]["backend"] == "onnxruntime"  # ENGINE=auto on a CPU, for an encoder
     assert health["model"]["device"] == "cpu"
     assert health["model"]["dtype"] == "float32"
     assert health["model"]["source"].startswith("local:")

@@ -94,11 +94,11 @@ def test_real_fallback_is_reported_in_health_and_info(minilm_cross_dir: Any, mon
     monkeypatch.setattr(builtins, "__import__", no_mlx)
     model = load_model(settings, platform=MAC_WITHOUT_MLX)
     monkeypatch.undo()
-    assert (model.backend.name, model.backend.device) == ("pytorch", "cpu")
+    assert (model.backend.name, model.backend.device) == ("onnxruntime", "cpu")  # the CPU's default engine
     with app_client(model) as client:
         health = client.get("/health").json()["model"]
         info = client.get("/info").json()
-    assert health["backend"] == "pytorch" and health["device"] == "cpu"
+    assert health["backend"] == "onnxruntime" and health["device"] == "cpu"
     assert "mlx" in health["fallback_reason"] and "reranker-fleet[mlx]" in health["fallback_reason"]
     # the simulated Mac claims MPS, so torch really tried it and failed to load the model there
     assert "mps: RuntimeError" in info["fallback_reason"]

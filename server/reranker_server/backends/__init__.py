@@ -39,7 +39,7 @@ def pad(sequences: Seq[Sequence], pad_id: int) -> PaddedBatch:
 
 
 class Backend(ABC):
-    name: str  # "pytorch" | "mlx"
+    name: str  # "pytorch" | "onnxruntime" | "mlx"
     device: str  # "cpu", "cuda:0", "mps", "mlx"
     dtype: str  # "float32", "float16", "bfloat16"
 

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import ENCODER_KINDS, Checkpoint
 from ..settings import Settings
 from . import Backend
+from .onnx_backend import DTYPES as ONNX_DTYPES
+from .onnx_backend import onnxruntime_available
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,25 @@ def plan(device_preference: str, use_mlx: str, platform: Platform) -> list[Targe
     if platform.mps:
         return _chain("mps")
     return ["cpu"]
+
+
+def cpu_engine(engine: str, kind: str, dtype: str, onnxruntime_installed: bool) -> str:
+    """Which engine runs a model on a CPU: "onnxruntime" or "pytorch" (ENGINE=auto prefers ONNX Runtime
+    where it can take the model; ENGINE=onnxruntime where it can't is an error, not a quiet switch)."""
+    if engine == "pytorch":
+        return "pytorch"
+    problem = None
+    if not onnxruntime_installed:
+        problem = "onnxruntime is not installed (pip install 'reranker-fleet[server]')"
+    elif kind not in ENCODER_KINDS:
+        problem = f"it serves encoders ({', '.join(ENCODER_KINDS)}), not {kind}"
+    elif dtype not in ONNX_DTYPES:
+        problem = f"it runs {' or '.join(ONNX_DTYPES)} here, not {dtype}"
+    if problem is None:
+        return "onnxruntime"
+    if engine == "onnxruntime":
+        raise ValueError(f"ENGINE=onnxruntime: {problem}")
+    return "pytorch"
 
 
 def detect_platform() -> Platform:
@@ -116,7 +137,18 @@ def default_loader(
         from ..hardware import cpu_quota
         from .torch_backend import TorchBackend
 
-        threads = settings.torch_threads or cpu_quota()
-        return TorchBackend(checkpoint, device=target, dtype=dtype_for(target), threads=threads)
+        dtype, threads = dtype_for(target), settings.torch_threads or cpu_quota()
+        engine = cpu_engine(settings.engine, checkpoint.kind, dtype, onnxruntime_available()) if target == "cpu" else ""
+        if engine == "onnxruntime":
+            from .onnx_backend import OnnxRuntimeBackend
+
+            try:
+                return OnnxRuntimeBackend(checkpoint, dtype=dtype, threads=threads)
+            except Exception as exc:  # an architecture the exporter can't take: torch serves it
+                if settings.engine == "onnxruntime":
+                    raise
+                logger.warning("ONNX Runtime can't run %s (%s: %s); using PyTorch", checkpoint.model_id,
+                               type(exc).__name__, exc)  # fmt: skip
+        return TorchBackend(checkpoint, device=target, dtype=dtype, threads=threads)
 
     return load_target

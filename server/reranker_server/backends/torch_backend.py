@@ -32,7 +32,7 @@ class TorchBackend(Backend):
 
     def __init__(self, checkpoint: Checkpoint, device: str, dtype: str, threads: int | None = None) -> None:
         import torch
-        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the server logs its own "loaded" line
@@ -44,17 +44,18 @@ class TorchBackend(Backend):
             # with it against 2,190 in float32 (benchmarks/cuda_check.py). Flash and memory-efficient
             # attention need no per-shape plan.
             torch.backends.cuda.enable_cudnn_sdp(False)
-        loaders: dict[str, Any] = {"cross-encoder": AutoModelForSequenceClassification, "bi-encoder": AutoModel,
-                                   "llm-yes-no": AutoModelForCausalLM}  # fmt: skip
-        loader = loaders[checkpoint.kind]
         self._torch = torch
-        self._model = loader.from_pretrained(str(checkpoint.path), dtype=torch.float32).eval()
         self._device = torch.device(device)
+        if checkpoint.kind == "llm-yes-no":
+            causal: Any = AutoModelForCausalLM.from_pretrained(str(checkpoint.path), dtype=torch.float32)
+            self._model = causal.eval()
+            self._answer = self._answer_row(checkpoint.answer_ids)
+        else:
+            from .encoder_rows import EncoderRows
+
+            self._model = EncoderRows(checkpoint)
+            self._answer = None
         self._model.to(self._device)
-        self._kind = checkpoint.kind
-        self._answer = self._answer_row(checkpoint.answer_ids) if checkpoint.kind == "llm-yes-no" else None
-        self._pooling = checkpoint.pooling
-        self._uses_token_types = checkpoint.config.get("type_vocab_size", 0) > 1
         self.device = str(self._device) if self._device.type != "cuda" else f"cuda:{self._device.index or 0}"
         self.dtype = "float32"
         self.to_dtype(dtype)
@@ -94,9 +95,6 @@ class TorchBackend(Backend):
         with torch.inference_mode():
             ids = torch.from_numpy(batch.input_ids).to(self._device)
             mask = torch.from_numpy(batch.attention_mask).to(self._device)
-            kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-            if self._uses_token_types:
-                kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self._device)
             if self._answer is not None:  # LLM reranker: the last real token's hidden state . the answer row
                 decoder = getattr(self._model, self._model.base_model_prefix)
                 hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -104,18 +102,9 @@ class TorchBackend(Backend):
                 final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
                 result: np.ndarray = (final @ self._answer).unsqueeze(1).cpu().numpy()
                 return result
-            output = self._model(**kwargs)
-            if self._kind == "cross-encoder":
-                rows = output.logits
-            else:
-                hidden = output.last_hidden_state
-                if self._pooling == "cls":
-                    rows = hidden[:, 0]
-                else:
-                    weights = mask.unsqueeze(-1).to(hidden.dtype)
-                    rows = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            rows_out: np.ndarray = rows.float().cpu().numpy()
-        return rows_out
+            types = torch.from_numpy(batch.token_type_ids).to(self._device)
+            rows: np.ndarray = self._model(ids, mask, types).cpu().numpy()
+        return rows
 
     def release_memory(self) -> None:
         if self._device.type == "mps":
