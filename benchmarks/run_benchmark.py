@@ -10,9 +10,12 @@ plus a soak at concurrency 16 that samples the server's resident memory.
     python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
     python benchmarks/run_benchmark.py --llm   # (e) only: an LLM reranker against the model card's loop
 
-(f) our server with DTYPE=int8, and (g) Infinity (`infinity-emb`, torch engine) serving the same
-    model over HTTP in each dtype it offers, when its own virtualenv exists (INFINITY_BIN, default
-    .cache/peers/infinity/bin/infinity_emb; `make peers` creates it): skipped with the reason when absent.
+(f) our server with DTYPE=int8 on both engines, and (g) Infinity (`infinity-emb`, torch engine)
+    serving the same model over HTTP in each dtype it offers, when its own virtualenv exists
+    (INFINITY_BIN, default .cache/peers/infinity/bin/infinity_emb; `make peers` creates it):
+    skipped with the reason when absent.
+(a2) our ONNX Runtime export in-process (the server's default CPU engine, no HTTP around it), and
+    our server on ENGINE=pytorch next to the default engine.
 Use --doc-tokens 32 for short pairs, where overheads weigh most.
 
 (e) an LLM reranker (the tiny Qwen3 test checkpoint, so the figures show overheads, not a real
@@ -214,7 +217,7 @@ INFINITY_BIN = Path(os.environ.get("INFINITY_BIN", REPO / ".cache/peers/infinity
 
 
 class Infinity:
-    """A peer: ``infinity_emb v2`` serving the same checkpoint (torch engine), in its own venv."""
+    """A peer: ``infinity_emb v2`` serving the same checkpoint, in its own venv (torch engine)."""
 
     def __init__(self, model_dir: Path, dtype: str) -> None:
         self.port = free_port()
@@ -385,6 +388,7 @@ def main() -> None:
     for _ in range(args.rounds):
         measure("(f) reranker-server over HTTP, DTYPE=int8, ENGINE=pytorch, c=4", torch_int8.url, 4)
     torch_int8.stop()
+    # Infinity's optimum (ONNX) engine is not among them: RESULTS.md says why it can't be installed here
     peer_dtypes = ["float32", "int8"] + (["bfloat16"] if cpu_has_native_bf16() else [])
     if INFINITY_BIN.exists():
         for dtype in peer_dtypes:
