@@ -81,10 +81,12 @@ def test_schema_rejects_what_it_should() -> None:
 
     base = {"apiVersion": "reranker.dev/v1alpha1", "kind": "Reranker", "metadata": {"name": "x"}}
     validate_custom(base | {"spec": {"model": {"name": "m"}}})
+    validate_custom(base | {"spec": {"model": {"name": "m"}, "server": {"engine": "pytorch", "dtype": "int8"}}})
     for bad in (
         {"model": {}},
         {"model": {"name": "m"}, "hardwareClass": "tpu"},
         {"model": {"name": "m"}, "replicas": {"min": 0}},
+        {"model": {"name": "m"}, "server": {"engine": "tensorrt"}},
     ):
         with pytest.raises(jsonschema.ValidationError):
             validate_custom(base | {"spec": bad})

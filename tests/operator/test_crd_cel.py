@@ -88,6 +88,7 @@ GPU = {"nvidia.com/gpu": 1}
         (M | {"hardwareClass": "nvidia-gpu", "resources": {"requests": {"cpu": 2}}}, "nvidia-gpu class needs"),
         (M | {"hardwareClass": "nvidia-gpu", "resources": {"limits": GPU}}, None),
         (M | {"resources": {"limits": {"cpu": "4"}}}, None),  # cpu class: no GPU needed
+        (M | {"server": {"engine": "onnxruntime", "dtype": "int8"}}, None),
         (M | {"cache": {"redis": {"url": "redis://r:6379/0"}}}, None),
         (M | {"cache": {"redis": {"urlSecretRef": {"name": "s", "key": "url"}}}}, None),
         (M | {"cache": {"redis": {}}}, "exactly one of url and urlSecretRef"),

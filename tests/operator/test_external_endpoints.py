@@ -71,7 +71,8 @@ class MacMini:
         self.port = free_port()
         self.url = f"http://{address}:{self.port}"
         self.log = log
-        env = os.environ | {"KUBECONFIG": str(kubeconfig), "LEASE_SECONDS": "6"}
+        # float32 pinned: on a CPU with native bf16, DTYPE=auto would pick bfloat16 and PyTorch
+        env = os.environ | {"KUBECONFIG": str(kubeconfig), "LEASE_SECONDS": "6", "DTYPE": "float32"}
         if model:
             env["MODEL_NAME"] = model
         args = ["--host", address, "--port", str(self.port), "--register", "--reranker", "fleet",

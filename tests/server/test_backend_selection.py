@@ -90,7 +90,8 @@ def test_real_fallback_is_reported_in_health_and_info(minilm_cross_dir: Any, mon
             raise ImportError("No module named 'mlx'")
         return real_import(name, *args, **kwargs)
 
-    settings = Settings(model_name=str(minilm_cross_dir), use_mlx="true")
+    # float32 pinned: on a CPU with native bf16, DTYPE=auto would pick bfloat16 and PyTorch
+    settings = Settings(model_name=str(minilm_cross_dir), use_mlx="true", dtype="float32")
     monkeypatch.setattr(builtins, "__import__", no_mlx)
     model = load_model(settings, platform=MAC_WITHOUT_MLX)
     monkeypatch.undo()
