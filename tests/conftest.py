@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ONNX graphs: shared by this run's tests (each exports a checkpoint once), never by later runs
+_ONNX_CACHE = tempfile.mkdtemp(prefix="reranker-onnx-tests-")
+atexit.register(shutil.rmtree, _ONNX_CACHE, ignore_errors=True)
+os.environ.setdefault("ONNX_CACHE_DIR", _ONNX_CACHE)
 
 REPO = Path(__file__).resolve().parent.parent
 # helm and kubectl from scripts/install-tools.sh

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="What runs the model on CPUs. auto: ONNX Runtime for encoders (cross-encoders, bi-encoders) "
         "in float32 or int8 when it is installed, else PyTorch; onnxruntime: ONNX Runtime or fail; pytorch: PyTorch.",
     )
+    onnx_cache_dir: Path | None = Field(
+        None,
+        description="Where ONNX Runtime's exported graphs are kept, one per checkpoint, reused on restart; "
+        "default $HF_HOME/reranker-onnx (the temp directory where that is read-only).",
+    )
     use_mlx: UseMlx = Field("auto", description="MLX on Apple silicon: auto|true|false.")
     mlx_quantize_bits: Literal[0, 4, 8] = Field(
         0, description="MLX only: quantize linear weights to 4 or 8 bits (0 = off)."

@@ -7,6 +7,9 @@ attention mask, would fail here). No speed is asserted: benchmarks/run_benchmark
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
-from reranker_server.backends import pad
+from reranker_server.backends import onnx_export, pad
 from reranker_server.backends import selection as selection_module
+from reranker_server.backends.onnx_backend import OnnxRuntimeBackend
 from reranker_server.backends.selection import cpu_engine
+from reranker_server.checkpoint import inspect
 from reranker_server.encoding import Sequence
 from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, load_model
 from reranker_server.scoring import spearman
@@ -100,20 +105,103 @@ def test_llm_rerankers_stay_on_pytorch(qwen3_reranker_dir: Path) -> None:
 
 
 def test_an_export_failure_falls_back_to_pytorch_unless_asked_for(
-    minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from reranker_server.backends import onnx_backend
-
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("exporter says no")
 
-    monkeypatch.setattr(onnx_backend, "_export", refuse)
-    model = load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32"))
+    monkeypatch.setattr(onnx_export, "export", refuse)
+    settings = Settings(model_name=str(minilm_cross_dir), dtype="float32", onnx_cache_dir=tmp_path)
+    model = load_model(settings)
     assert model.backend.name == "pytorch"
     assert "ONNX Runtime can't run" in caplog.text and "exporter says no" in caplog.text
     with pytest.raises(RuntimeError, match="exporter says no"):
-        load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32", engine="onnxruntime"))
+        load_model(settings.model_copy(update={"engine": "onnxruntime"}))
     assert selection_module.onnxruntime_available()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no half-written graph left behind
+
+
+class _Calls:
+    """Counts calls to a function it wraps."""
+
+    def __init__(self, function: Any) -> None:
+        self.function, self.count = function, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.count += 1
+        return self.function(*args, **kwargs)
+
+
+def test_a_checkpoint_is_exported_once_and_int8_is_quantized_from_it(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export, quantize = _Calls(onnx_export.export), _Calls(onnx_export.quantize)
+    monkeypatch.setattr(onnx_export, "export", export)
+    monkeypatch.setattr(onnx_export, "quantize", quantize)
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    batch = pad(_ragged_sequences(load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32"))), 0)
+    first = {dtype: OnnxRuntimeBackend(checkpoint, dtype, cache_dir=tmp_path) for dtype in ("float32", "int8")}
+    assert (export.count, quantize.count) == (1, 1)  # int8 came from the float32 graph
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()) == [
+        "minilm-cross-v1-tf5.24.0-float32", "minilm-cross-v1-tf5.24.0-int8"]  # fmt: skip
+    # a restart with the cache in place: nothing exported, the same rows
+    again = {dtype: OnnxRuntimeBackend(checkpoint, dtype, cache_dir=tmp_path) for dtype in ("float32", "int8")}
+    assert (export.count, quantize.count) == (1, 1)
+    for dtype in ("float32", "int8"):
+        np.testing.assert_array_equal(again[dtype].forward(batch), first[dtype].forward(batch))
+
+
+def test_a_changed_weight_file_makes_a_new_graph(minilm_cross_dir: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(minilm_cross_dir, model_dir)
+    before = onnx_export.graph_key(inspect(str(model_dir), None), "float32")
+    assert before == onnx_export.graph_key(inspect(str(model_dir), None), "float32")
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
+    assert onnx_export.graph_key(inspect(str(model_dir), None), "float32") != before
+    assert before != onnx_export.graph_key(inspect(str(model_dir), None), "int8")
+
+
+def test_an_unwritable_cache_falls_back_to_the_temp_directory(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("a read-only model volume stands in here: nothing can be made below it")
+    path = onnx_export.graph_for(inspect(str(minilm_cross_dir), None), "float32", cache_dir=blocked / "onnx")
+    assert path.is_file() and path.parent.parent == tmp_path / "tmp" / "reranker-onnx"
+
+
+def test_a_graph_another_process_cached_first_is_used(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    winner = tmp_path / onnx_export.graph_key(checkpoint, "float32")
+    real_export = onnx_export.export
+
+    def export_and_lose_the_race(checkpoint_: Any, path: Path) -> None:
+        real_export(checkpoint_, path)
+        winner.mkdir()
+        shutil.copy(path, winner / onnx_export.GRAPH_FILE)
+
+    monkeypatch.setattr(onnx_export, "export", export_and_lose_the_race)
+    assert onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path) == winner / onnx_export.GRAPH_FILE
+    assert [p.name for p in tmp_path.iterdir()] == [winner.name]  # the loser's scratch is gone
+
+
+def test_a_cached_graph_that_does_not_load_is_made_again(
+    minilm_cross_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    broken = tmp_path / onnx_export.graph_key(checkpoint, "float32")
+    broken.mkdir()
+    (broken / onnx_export.GRAPH_FILE).write_bytes(b"not a graph")
+    backend = OnnxRuntimeBackend(checkpoint, "float32", cache_dir=tmp_path)
+    assert "does not load" in caplog.text
+    assert (broken / onnx_export.GRAPH_FILE).stat().st_size > 1_000_000  # MiniLM-L6's weights
+    sequences = _ragged_sequences(load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32")))
+    assert backend.forward(pad(sequences, 0)).shape == (len(sequences), 1)
 
 
 def test_the_server_reports_its_engine(minilm_cross_dir: Path, start_server: Any) -> None:

@@ -143,7 +143,7 @@ def default_loader(
             from .onnx_backend import OnnxRuntimeBackend
 
             try:
-                return OnnxRuntimeBackend(checkpoint, dtype=dtype, threads=threads)
+                return OnnxRuntimeBackend(checkpoint, dtype=dtype, threads=threads, cache_dir=settings.onnx_cache_dir)
             except Exception as exc:  # an architecture the exporter can't take: torch serves it
                 if settings.engine == "onnxruntime":
                     raise
