@@ -1,4 +1,4 @@
-"""Facts about the machine the server landed on: CPU quota, bf16 support, platform."""
+"""Facts about the machine the server landed on: CPU quota, memory headroom, bf16 support, platform."""
 
 from __future__ import annotations
 
@@ -28,6 +28,70 @@ def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     if quota is None:
         return max(1, available)
     return max(1, min(available, math.ceil(quota)))
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (v2) or absent: no limit
+
+
+def _inactive_file(stat: Path, key: str) -> int:
+    """Page cache the kernel reclaims before it OOM-kills (what kubelet leaves out of the working set)."""
+    try:
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _own_cgroups(cgroup_root: Path, proc_cgroup: Path) -> list[tuple[Path, str]]:
+    """(directory, "v2" or "v1") of this process's memory cgroup: the path /proc/self/cgroup names
+    where it is mounted (a host without cgroup namespaces), else the mount's root (a container's)."""
+    found: list[tuple[Path, str]] = []
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            found.append((cgroup_root / path.lstrip("/"), "v2"))
+        elif "memory" in controllers.split(","):
+            found.append((cgroup_root / "memory" / path.lstrip("/"), "v1"))
+    return [(d, v) for d, v in found if d.is_dir()] + [(cgroup_root, "v2"), (cgroup_root / "memory", "v1")]
+
+
+def memory_headroom(
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+    meminfo: Path = Path("/proc/meminfo"),
+    proc_cgroup: Path = Path("/proc/self/cgroup"),
+) -> int | None:
+    """Bytes this container may still allocate: its cgroup limit (v2 or v1) minus its working set
+    (usage less inactive page cache), else the machine's MemAvailable; None when neither is readable."""
+    files = {
+        "v2": ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file"),
+    }
+    for directory, version in _own_cgroups(cgroup_root, proc_cgroup):
+        limit_file, usage_file, stat_file, inactive = files[version]
+        limit, usage = _read_int(directory / limit_file), _read_int(directory / usage_file)
+        # v1 reports "no limit" as a number near 2**63
+        if limit is not None and usage is not None and limit < 2**60:
+            working_set = max(0, usage - _inactive_file(directory / stat_file, inactive))
+            return max(0, limit - working_set)
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

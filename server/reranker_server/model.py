@@ -141,7 +141,9 @@ def int8_verdict(float32_rate: float, int8_rate: float, agreement: float) -> tup
 
 def _consider_int8(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
     """A CPU without native bf16: measure int8 against float32 on the calibration set."""
-    int8_settings = settings.model_copy(update={"dtype": "int8"})
+    # the candidate runs on float32's engine: like against like, and never a second engine's copy
+    # of the weights next to the first (a PyTorch fallback here could OOM a large model's pod)
+    int8_settings = settings.model_copy(update={"dtype": "int8", "engine": model.backend.name})
     try:
         backend = default_loader(int8_settings, model.checkpoint, platform, lambda _t: "int8")("cpu")
     except Exception as exc:  # an architecture quantize_dynamic can't take: float32 it is

@@ -7,6 +7,7 @@ attention mask, would fail here). No speed is asserted: benchmarks/run_benchmark
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -202,6 +203,46 @@ def test_a_cached_graph_that_does_not_load_is_made_again(
     assert (broken / onnx_export.GRAPH_FILE).stat().st_size > 1_000_000  # MiniLM-L6's weights
     sequences = _ragged_sequences(load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32")))
     assert backend.forward(pad(sequences, 0)).shape == (len(sequences), 1)
+
+
+def test_a_graph_the_container_has_no_room_to_make_is_refused_before_it_starts(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 560M-parameter encoder's export peaked at 4.5 GiB here: in a 4 GiB pod it was OOM-killed
+    at every start. Now the server sees the limit coming and PyTorch serves the model instead."""
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    weights = onnx_export.float32_weight_bytes(checkpoint)
+    assert weights == next(minilm_cross_dir.glob("*.safetensors")).stat().st_size
+    monkeypatch.setattr(onnx_export, "memory_headroom", lambda: int(onnx_export.EXPORT_PEAK * weights) - 1)
+    settings = Settings(model_name=str(minilm_cross_dir), dtype="float32", onnx_cache_dir=tmp_path)
+    model = load_model(settings)
+    assert model.backend.name == "pytorch"
+    assert "GraphTooLarge: exporting" in caplog.text and "raise its memory limit, or set ENGINE=pytorch" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+    with pytest.raises(RuntimeError, match=r"needs about [\d.]+ GiB and this container has [\d.]+ GiB left"):
+        load_model(settings.model_copy(update={"engine": "onnxruntime"}))
+
+
+def test_auto_skips_an_int8_candidate_there_is_no_room_to_quantize(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room to export but not to quantize: float32 on ONNX Runtime, and no PyTorch int8 loaded beside it."""
+    from reranker_server import model as model_module
+
+    weights = onnx_export.float32_weight_bytes(inspect(str(minilm_cross_dir), None))
+    monkeypatch.setattr(onnx_export, "memory_headroom", lambda: int(onnx_export.QUANTIZE_PEAK * weights) - 1)
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    model = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
+    assert (model.backend.name, model.backend.dtype) == ("onnxruntime", "float32")
+    assert model.dtype_note.startswith("auto: int8 unavailable (GraphTooLarge: quantizing")
+
+
+def test_half_precision_checkpoints_count_as_float32_in_memory(minilm_cross_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(minilm_cross_dir, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config | {"torch_dtype": "float16"}))
+    stored = next(minilm_cross_dir.glob("*.safetensors")).stat().st_size
+    assert onnx_export.float32_weight_bytes(inspect(str(tmp_path / "model"), None)) == 2 * stored
 
 
 def test_the_server_reports_its_engine(minilm_cross_dir: Path, start_server: Any) -> None:
