@@ -48,10 +48,6 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         if threads:
             options.intra_op_num_threads = threads
-        import os  # EXPERIMENT
-
-        for k, v in (e.split("=", 1) for e in os.environ.get("ORT_EXP", "").split(",") if e):
-            options.add_session_config_entry(k, v)
         path = graph_for(checkpoint, dtype, cache_dir)
         try:
             self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
