@@ -133,9 +133,13 @@ def quantize(source: Path, target: Path) -> None:
         quant_logger.setLevel(level)
 
 
+def _temp_cache() -> Path:
+    return Path(tempfile.gettempdir()) / "reranker-onnx"
+
+
 def _writable_cache(preferred: Path) -> Path:
     """The preferred cache when it can be written (a read-only model volume can't), else a temp one."""
-    for candidate in (preferred, Path(tempfile.gettempdir()) / "reranker-onnx"):
+    for candidate in (preferred, _temp_cache()):
         try:
             candidate.mkdir(parents=True, exist_ok=True)
             if os.access(candidate, os.W_OK):
@@ -149,7 +153,7 @@ def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None)
     """The ONNX graph of a checkpoint in float32 or int8: from the cache, else made and cached."""
     preferred = cache_dir or default_cache_dir()
     key = graph_key(checkpoint, dtype)
-    for root in dict.fromkeys((preferred, Path(tempfile.gettempdir()) / "reranker-onnx")):
+    for root in dict.fromkeys((preferred, _temp_cache())):
         if (root / key / GRAPH_FILE).is_file():
             logger.info("ONNX graph from the cache: %s", root / key)
             return root / key / GRAPH_FILE
