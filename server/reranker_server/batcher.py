@@ -53,6 +53,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
+        self._ran_since_idle = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -146,6 +147,16 @@ class Batcher:
         metrics.BATCH_TOKENS.observe(batch.tokens)
         return rows
 
+    async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the inference thread, so it never overlaps a forward pass; a batch that arrives
+        meanwhile waits for it (a one-token run on ONNX Runtime: about a millisecond)."""
+        try:
+            await loop.run_in_executor(self._executor, self._backend.idle)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # memory not given back is no reason to stop serving
+            logger.exception("the backend's idle hook failed")
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -153,7 +164,11 @@ class Batcher:
             batch = self._next_batch()
             if not batch:
                 self._wakeup.clear()
+                if self._ran_since_idle:  # the queue just drained
+                    self._ran_since_idle = False
+                    await self._idle(loop)
                 continue
+            self._ran_since_idle = True
             for job in batch:
                 del self._pending[job.sequence]
                 self._running[job.sequence] = job

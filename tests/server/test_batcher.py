@@ -21,12 +21,20 @@ class RecordingBackend(Backend):
         self.gate = threading.Event()
         self.gate.set()
         self.fail = False
+        self.events: list[str] = []  # "forward" and "idle", in order
+        self.idle_fails = False
+
+    def idle(self) -> None:
+        self.events.append("idle")
+        if self.idle_fails:
+            raise RuntimeError("arena on fire")
 
     def forward(self, batch: PaddedBatch) -> np.ndarray:
         self.gate.wait(timeout=10)
         if self.fail:
             raise RuntimeError("device on fire")
         self.batches.append(batch.input_ids.shape)
+        self.events.append("forward")
         return (batch.input_ids * batch.attention_mask).sum(axis=1, keepdims=True).astype(np.float32)
 
 
@@ -124,3 +132,31 @@ async def test_a_failing_forward_fails_its_requests_not_the_batcher(backend_and_
         await batcher.run([seq(3)])
     backend.fail = False
     assert (await batcher.run([seq(3)]))[0, 0] == 3
+
+
+async def test_the_backend_hears_once_when_the_queue_drains(backend_and_batcher) -> None:
+    backend, batcher = backend_and_batcher
+    backend.gate.clear()  # a backlog: batches back to back, then nothing left
+    request = asyncio.create_task(batcher.run([seq(n, marker=n) for n in range(1, 12)]))
+    await asyncio.sleep(0.05)
+    backend.gate.set()
+    await request
+    for _ in range(50):
+        if "idle" in backend.events:
+            break
+        await asyncio.sleep(0.01)
+    forwards = len(backend.batches)
+    assert forwards >= 3 and backend.events == ["forward"] * forwards + ["idle"]  # not between a backlog's batches
+    await batcher.run([seq(3)])
+    await asyncio.sleep(0.05)
+    assert backend.events[-2:] == ["forward", "idle"]
+
+
+async def test_a_failing_idle_hook_does_not_stop_the_batcher(backend_and_batcher, caplog) -> None:
+    backend, batcher = backend_and_batcher
+    backend.idle_fails = True
+    await batcher.run([seq(3)])
+    await asyncio.sleep(0.05)
+    assert "idle hook failed" in caplog.text
+    rows = await batcher.run([seq(4, marker=2)])
+    assert rows[:, 0].tolist() == [8]

@@ -49,3 +49,6 @@ class Backend(ABC):
 
     def release_memory(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Give cached device memory back between batches (MPS); a no-op elsewhere."""
+
+    def idle(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Nothing is waiting to run: give back memory kept for the next batch (ONNX Runtime's arena)."""

@@ -57,6 +57,15 @@ class OnnxRuntimeBackend(Backend):
             path = graph_for(checkpoint, dtype, cache_dir)
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
+        # The arena keeps every chunk its largest batch needed: on the soak's varied shapes RSS rose
+        # 434 -> 628 MiB in 40 s. Shrinking after every run kept it at ~160 MiB but cost ~6% of
+        # throughput (pages faulted in again per batch), so the arena shrinks when the queue drains:
+        # one burst of 141-token batches took RSS 491 -> 185 MiB (benchmarks/RESULTS.md).
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        one_token = {"input_ids": np.zeros((1, 1), np.int64), "attention_mask": np.ones((1, 1), np.int64),
+                     "token_type_ids": np.zeros((1, 1), np.int64)}  # fmt: skip
+        self._one_token = {name: one_token[name] for name in self._inputs}
         self.device = "cpu"
         self.dtype = dtype
 
@@ -64,3 +73,6 @@ class OnnxRuntimeBackend(Backend):
         feeds = {name: getattr(batch, name) for name in self._inputs}
         rows: np.ndarray = self._session.run(None, feeds)[0]
         return rows.astype(np.float32, copy=False)
+
+    def idle(self) -> None:
+        self._session.run(None, self._one_token, self._shrink)  # frees the arena's unused chunks after it
