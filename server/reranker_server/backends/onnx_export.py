@@ -158,10 +158,8 @@ def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None)
             logger.info("ONNX graph from the cache: %s", root / key)
             return root / key / GRAPH_FILE
     source = graph_for(checkpoint, "float32", cache_dir) if dtype == "int8" else None
-    if source is None:
-        _ensure_room(checkpoint, "exporting", EXPORT_PEAK, memory_headroom())
-    else:
-        _ensure_room(checkpoint, "quantizing", QUANTIZE_PEAK, memory_headroom())
+    what, peak = ("exporting", EXPORT_PEAK) if source is None else ("quantizing", QUANTIZE_PEAK)
+    _ensure_room(checkpoint, what, peak, memory_headroom())
     root = _writable_cache(preferred)
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
