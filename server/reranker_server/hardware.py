@@ -94,19 +94,31 @@ def memory_headroom(
     return None
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The first CPU's feature flags on Linux (x86 ``flags``, arm64 ``Features``); empty elsewhere."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """AVX512-BF16 or AMX on x86, the bf16 feature on arm64 Linux; Apple M2 and later on macOS."""
     if platform.system() == "Darwin":
         return platform.machine() == "arm64" and "M1" not in platform.processor()
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def int8_needs_reduced_range(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """An x86 CPU without VNNI multiplies u8 by s8 with vpmaddubsw, whose 16-bit sums saturate on
+    full-range weights; ONNX Runtime advises 7-bit weights (reduce_range) there."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return False
+    return not cpu_flags(cpuinfo) & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def is_apple_silicon() -> bool:

@@ -1,4 +1,4 @@
-"""Machine facts read from files: cgroup memory limits (v2, v1, nested, none) and the CPU quota."""
+"""Machine facts read from files: cgroup memory limits (v2, v1, nested, none), the CPU quota, CPU flags."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reranker_server import hardware
 from reranker_server.hardware import cpu_quota, memory_headroom
 
 GIB = 2**30
@@ -62,3 +63,31 @@ def test_memory_headroom_is_unknown_without_cgroups_or_meminfo(tmp_path: Path) -
 def test_cpu_quota_rounds_a_cgroup_v2_quota_up(tmp_path: Path) -> None:
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     assert cpu_quota(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "bf16", "reduced"),
+    [
+        ("x86_64", "fpu avx2 fma", False, True),  # AMD EPYC of benchmarks/RESULTS.md: no VNNI
+        ("x86_64", "avx2 avx512f avx512_vnni", False, False),  # Cascade Lake
+        ("x86_64", "avx2 avx512_vnni avx512_bf16 amx_bf16 amx_int8", True, False),  # Sapphire Rapids
+        ("x86_64", "avx2 avx_vnni", False, False),  # Alder Lake
+        ("aarch64", "fp asimd asimddp", False, False),  # arm64 has no vpmaddubsw to saturate
+        ("aarch64", "fp asimd bf16", True, False),
+    ],
+)
+def test_cpu_flags_decide_bf16_and_int8_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, flags: str, bf16: bool, reduced: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    key = "flags" if machine == "x86_64" else "Features"
+    cpuinfo.write_text(f"processor\t: 0\n{key}\t\t: {flags}\n\nprocessor\t: 1\n{key}\t\t: {flags}\n")
+    monkeypatch.setattr(hardware.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(hardware.platform, "machine", lambda: machine)
+    assert hardware.cpu_flags(cpuinfo) == set(flags.split())
+    assert hardware.cpu_has_native_bf16(cpuinfo) is bf16
+    assert hardware.int8_needs_reduced_range(cpuinfo) is reduced
+
+
+def test_no_cpuinfo_means_no_flags(tmp_path: Path) -> None:
+    assert hardware.cpu_flags(tmp_path / "absent") == set()

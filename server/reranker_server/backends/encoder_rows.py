@@ -15,12 +15,14 @@ from ..checkpoint import ENCODER_KINDS, Checkpoint
 
 
 class EncoderRows(torch.nn.Module):
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, attention: str | None = None) -> None:
+        """``attention``: transformers' attn_implementation (its default, sdpa, unless given)."""
         super().__init__()
         if checkpoint.kind not in ENCODER_KINDS:
             raise ValueError(f"{checkpoint.kind} is not an encoder checkpoint")
         loader: Any = AutoModelForSequenceClassification if checkpoint.kind == "cross-encoder" else AutoModel
-        self.model = loader.from_pretrained(str(checkpoint.path), dtype=torch.float32).eval()
+        chosen = {"attn_implementation": attention} if attention else {}
+        self.model = loader.from_pretrained(str(checkpoint.path), dtype=torch.float32, **chosen).eval()
         self.cross_encoder = checkpoint.kind == "cross-encoder"
         self.cls_pooling = checkpoint.pooling == "cls"
         self.uses_token_types = checkpoint.config.get("type_vocab_size", 0) > 1
