@@ -1,12 +1,13 @@
 """ONNX Runtime backend: encoder checkpoints on CPUs, float32 or int8.
 
-The checkpoint's graph comes from ``onnx_export`` (exported at the first start, then cached on
-disk) and runs in one InferenceSession. Why, on the 2-core AMD EPYC VM of benchmarks/RESULTS.md
-(onnxruntime 1.32, torch 2.13): the whole forward pass is one C++ call that releases the GIL,
-where eager torch takes it back after every kernel; in the server the two compute threads then
-used 1.85 cores instead of 1.56, and short pairs (45 tokens) went from 0.82x to 1.05x of the
-in-process CrossEncoder.predict rate. On 141-token pairs, where the GEMMs dominate, the two
-engines are level. Its int8 is faster than torch's (1.55x vs 1.15x of predict on short pairs).
+The checkpoint's graph comes from ``onnx_export`` (exported and fused by ``onnx_fusion`` at the
+first start, then cached on disk) and runs in one InferenceSession. Why, on the 2-core AMD EPYC
+VM of benchmarks/RESULTS.md (onnxruntime 1.32, torch 2.13): the whole forward pass is one C++
+call that releases the GIL, where eager torch takes it back after every kernel; in the server the
+two compute threads then used 1.85 cores instead of 1.56, and short pairs (45 tokens) went from
+0.82x to 1.05x of the in-process CrossEncoder.predict rate (1.07x with the fused graph). On
+141-token pairs, where the GEMMs dominate, the plain export was level with torch, the fused graph
+1.07x. Its int8 is faster than torch's (1.54x vs 1.07x of predict on short pairs).
 """
 
 from __future__ import annotations
