@@ -4,12 +4,12 @@ A graph is keyed by what it is made from: the checkpoint directory and its weigh
 size, mtime), the model kind and head, the opset, and the exporter's and quantizer's versions.
 It lives in ``<cache>/<model>-<key>/model.onnx``, written into a scratch directory first and
 renamed into place, so a crash or a second pod exporting the same model at once never leaves a
-half-written graph. The float32 graph is exported, then fused (``onnx_fusion``). int8 is quantized
-from the float32 graph, so ``DTYPE=auto`` (which measures
-both on CPUs without native bf16) exports once, and a restarted container whose cache survived
-(an emptyDir at ``$HF_HOME``, the pod's own) exports nothing. Measured on the 2-core AMD EPYC VM
-of benchmarks/RESULTS.md, all-MiniLM-L6-v2: export 1.4 s, int8 quantization 1.6 s; the server
-with DTYPE=auto from start to ready 15.7 s when it exported twice, 7.1 s from the cache.
+half-written graph. The float32 graph is exported, then fused (``onnx_fusion``); int8 is
+quantized from the float32 graph, so ``DTYPE=auto`` (which measures both on CPUs without native
+bf16) exports once, and a restarted container whose cache survived (an emptyDir at ``$HF_HOME``,
+the pod's own) exports nothing. Measured on the 2-core AMD EPYC VM of benchmarks/RESULTS.md,
+all-MiniLM-L6-v2 with DTYPE=auto, start to ready: 15.7 s when every start exported twice, 18-20 s
+on a first start now (export, fusions, int8), 7-8 s from the cache.
 """
 
 from __future__ import annotations

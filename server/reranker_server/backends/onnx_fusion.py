@@ -4,11 +4,13 @@ The exporter writes attention as a dozen small ops per layer; ONNX Runtime's off
 (``onnxruntime.transformers.optimizer``, model type ``bert``: BERT, RoBERTa, XLM-R and their
 kin) folds them into one ``Attention`` kernel per layer (with the Q, K and V projections as one
 GEMM), the embeddings into ``EmbedLayerNormalization`` and residual + LayerNorm into
-``SkipLayerNormalization``. In-process on the 2-core AMD EPYC VM of benchmarks/RESULTS.md
-(MiniLM-L6 cross-encoder, batches of 32 x ~196 tokens) the fused graph ran 1.3x faster in float32
-and 1.4x in int8 (kernel time). The patterns are the eager attention's, so the export uses
-transformers' eager attention (its sdpa one also exports a NaN guard, ``Where(IsNaN)`` over every
-score, that alone took 12-15% of the time).
+``SkipLayerNormalization``. On the 2-core AMD EPYC VM of benchmarks/RESULTS.md (MiniLM-L6
+cross-encoder) ONNX Runtime's kernel time for batches of 32 pairs at ~60 and ~196 tokens fell
+1.3x in float32 and 1.4x in int8; the server at concurrency 4 on 141-token pairs ran 1.09x and
+1.22x faster. On a 560M-parameter XLM-R, where the GEMMs dominate, it gained nothing. The
+patterns are the eager attention's, so the export uses transformers' eager attention (its sdpa
+one also exports a NaN guard, ``Where(IsNaN)`` over every score, that alone took 12-15% of the
+time).
 
 A graph the fusions don't fit (another architecture) comes out unchanged or partly fused; either
 way the fused graph is run next to the unfused one on ragged batches and kept only if their rows
