@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ import numpy as np
 from . import metrics
 from .backends import Backend, pad
 from .encoding import Sequence
+from .heap import return_freed_heap
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,13 @@ logger = logging.getLogger(__name__)
 # pairs (45 tokens), c=4: 0.7 / 0.8 / 0.9 / 0.95 gave 0.93 / 1.06 / 1.15 / 1.11x of the baseline
 # (fewer, emptier batches against more, smaller ones), so 0.9 stays.
 MIN_FILL = 0.9
+# Freed heap goes back to the OS (malloc_trim) once the queue has stayed empty this long. At every
+# drain it cost the PyTorch engine 12% at concurrency 1 (pages faulted in again per request); after
+# a quiet second nothing measurable (c=1, interleaved medians: PyTorch 60.9 vs 63.3 pairs/s over 4
+# rounds, ONNX Runtime 1.01x over 3). Two seconds after a concurrency-16 burst RSS was 495 instead
+# of 963 MiB on PyTorch, 699 instead of ~810 on a first-start ONNX Runtime server (MiniLM-L6,
+# benchmarks/startup_memory.py).
+HEAP_TRIM_AFTER = 1.0
 
 
 @dataclass(eq=False)
@@ -54,6 +63,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
         self._ran_since_idle = False
+        self._trim_due = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -147,26 +157,37 @@ class Batcher:
         metrics.BATCH_TOKENS.observe(batch.tokens)
         return rows
 
-    async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _off_the_clock(self, loop: asyncio.AbstractEventLoop, work: Callable[[], None], what: str) -> None:
         """On the inference thread, so it never overlaps a forward pass; a batch that arrives
         meanwhile waits for it (a one-token run on ONNX Runtime: about a millisecond)."""
         try:
-            await loop.run_in_executor(self._executor, self._backend.idle)
+            await loop.run_in_executor(self._executor, work)
         except asyncio.CancelledError:
             raise
         except Exception:  # memory not given back is no reason to stop serving
-            logger.exception("the backend's idle hook failed")
+            logger.exception("%s failed", what)
+
+    async def _wait_for_work(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._trim_due:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), HEAP_TRIM_AFTER)
+                return
+            except TimeoutError:
+                self._trim_due = False
+                await self._off_the_clock(loop, return_freed_heap, "the heap trim")
+        await self._wakeup.wait()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._wakeup.wait()
+            await self._wait_for_work(loop)
             batch = self._next_batch()
             if not batch:
                 self._wakeup.clear()
                 if self._ran_since_idle:  # the queue just drained
                     self._ran_since_idle = False
-                    await self._idle(loop)
+                    self._trim_due = True
+                    await self._off_the_clock(loop, self._backend.idle, "the backend's idle hook")
                 continue
             self._ran_since_idle = True
             for job in batch:

@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from reranker_server import batcher as batcher_module
 from reranker_server.backends import Backend, PaddedBatch
 from reranker_server.batcher import Batcher
 from reranker_server.encoding import Sequence
@@ -150,6 +151,28 @@ async def test_the_backend_hears_once_when_the_queue_drains(backend_and_batcher)
     await batcher.run([seq(3)])
     await asyncio.sleep(0.05)
     assert backend.events[-2:] == ["forward", "idle"]
+
+
+async def test_the_heap_is_trimmed_once_the_queue_has_stayed_empty(
+    backend_and_batcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at every drain (at concurrency 1 that is every request, and PyTorch lost 12% to it),
+    but once nothing has come for HEAP_TRIM_AFTER seconds."""
+    backend, batcher = backend_and_batcher
+    trims: list[int] = []
+    monkeypatch.setattr(batcher_module, "HEAP_TRIM_AFTER", 0.2)
+    monkeypatch.setattr(batcher_module, "return_freed_heap", lambda: trims.append(len(backend.batches)))
+    for n in range(1, 6):  # one request at a time, each draining the queue, gaps well under 0.2 s
+        await batcher.run([seq(n)])
+        await asyncio.sleep(0.02)
+    assert trims == [] and backend.events.count("idle") == 5
+    await asyncio.sleep(0.4)
+    assert trims == [5]
+    await asyncio.sleep(0.4)
+    assert trims == [5]  # once per quiet spell, not again and again
+    await batcher.run([seq(3)])
+    await asyncio.sleep(0.4)
+    assert trims == [5, 6]
 
 
 async def test_a_failing_idle_hook_does_not_stop_the_batcher(backend_and_batcher, caplog) -> None:
