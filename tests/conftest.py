@@ -132,6 +132,14 @@ def embedded_model():  # type: ignore[no-untyped-def]
 # --- real server processes ------------------------------------------------------------------
 
 
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

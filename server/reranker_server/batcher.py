@@ -168,12 +168,13 @@ class Batcher:
             logger.exception("%s failed", what)
 
     async def _wait_for_work(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until there is work; after a drain, a heap trim first if nothing comes for a while."""
         if self._trim_due:
+            self._trim_due = False  # the next drain asks again: no timer per batch while busy
             try:
                 await asyncio.wait_for(self._wakeup.wait(), HEAP_TRIM_AFTER)
                 return
             except TimeoutError:
-                self._trim_due = False
                 await self._off_the_clock(loop, return_freed_heap, "the heap trim")
         await self._wakeup.wait()
 

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reranker_server import heap
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+from tests.conftest import rss_mib
 
 
 def test_freed_heap_goes_back_to_the_os() -> None:
@@ -21,6 +13,6 @@ def test_freed_heap_goes_back_to_the_os() -> None:
         pytest.skip("not glibc: malloc_trim is glibc's")
     blocks = [bytearray(64 * 1024) for _ in range(4096)]  # 256 MiB in blocks malloc keeps on its heap
     del blocks[:-1]  # the last one pins the top, so only malloc_trim (not free) can give pages back
-    before = _rss_mib()
+    before = rss_mib()
     heap.return_freed_heap()
-    assert _rss_mib() < before - 128
+    assert rss_mib() < before - 128

@@ -28,6 +28,7 @@ from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, lo
 from reranker_server.scoring import spearman
 from reranker_server.settings import Settings
 from reranker_server.tasks import ScoreOptions
+from tests.conftest import rss_mib
 
 
 @pytest.mark.parametrize(
@@ -246,13 +247,6 @@ def test_half_precision_checkpoints_count_as_float32_in_memory(minilm_cross_dir:
     assert onnx_export.float32_weight_bytes(inspect(str(tmp_path / "model"), None)) == 2 * stored
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_going_idle_gives_the_arena_back(minilm_cross_dir: Path) -> None:
     """A large batch grows ONNX Runtime's arena by hundreds of MiB; idle() returns it (measured here:
     +300 MiB for the batch below, back within a few MiB of where it started)."""
@@ -261,9 +255,9 @@ def test_going_idle_gives_the_arena_back(minilm_cross_dir: Path) -> None:
     ids = rng.integers(1000, 20000, (64, 256))
     big = PaddedBatch(ids, np.ones_like(ids), np.zeros_like(ids))
     backend.forward(big)
-    grown = _rss_mib()
+    grown = rss_mib()
     backend.idle()
-    assert _rss_mib() < grown - 100
+    assert rss_mib() < grown - 100
     assert backend.forward(big).shape == (64, 1)  # and the next batch runs as before
 
 
