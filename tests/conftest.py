@@ -141,8 +141,14 @@ def rss_mib(pid: int | str = "self") -> float:
 
 
 def free_port() -> int:
+    """A port no socket holds on any address.
+
+    Bound on the wildcard address: a port taken only on another interface (the emulator on the
+    test host's veth address) is still free on 127.0.0.1, and the kernel handed that same number
+    to a loopback probe once, so the operator's liveness endpoint (0.0.0.0) could not bind.
+    """
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("0.0.0.0", 0))
         return int(sock.getsockname()[1])
 
 
