@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reranker_server.bench import make_workload, run  # noqa: E402
-from reranker_server.hardware import cpu_has_native_bf16, cpu_quota  # noqa: E402
+from reranker_server.hardware import cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
@@ -84,6 +86,45 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def onnx_gemm_gflops(hidden: int, inner: int, tokens: int = 2048, repeats: int = 20) -> dict[str, float]:
+    """ONNX Runtime's rate on one feed-forward GEMM of the model's shape ([tokens, hidden] x
+    [hidden, inner]), float32 and int8 quantized as the server quantizes (dynamic, per-channel
+    weights, 7-bit where the CPU lacks VNNI): the most a forward pass on this engine can approach.
+    The GEMMs are ~80% of a short pair's FLOPs, so ``pairs/s x flops_per_pair`` above the int8 figure
+    is out of this CPU's reach."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((hidden, inner), np.float32) / 20, "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ffn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [tokens, hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [tokens, inner])],
+        [weight],
+    )
+    x = np.random.default_rng(1).standard_normal((tokens, hidden), np.float32)
+    rates = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32, int8 = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), fp32)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=int8_needs_reduced_range())  # fmt: skip
+        for name, path in (("float32", fp32), ("int8", int8)):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            for _ in range(3):
+                session.run(None, {"x": x})
+            started = time.perf_counter()
+            for _ in range(repeats):
+                session.run(None, {"x": x})
+            rates[name] = 2 * tokens * hidden * inner * repeats / (time.perf_counter() - started) / 1e9
+    return rates
 
 
 def flops_per_pair(config: dict[str, Any], tokens: float) -> float:
@@ -283,22 +324,32 @@ class Server:
 
 
 def soak(server: Server, seconds: float, documents: int, doc_tokens: int) -> list[tuple[float, float]]:
-    """Concurrency 16 for ``seconds`` after a 30 s warm-up (allocator pools fill up for the new
-    shapes), new texts throughout; (elapsed, RSS MiB) every 5 s of the measured part."""
-    warm_until = time.monotonic() + 30
-    batch = 0
-    while time.monotonic() < warm_until:
-        asyncio.run(run(server.url, "cohere", make_workload(16, documents, doc_tokens, seed=20_000 + batch), 16))
-        batch += 1
-    samples = [(0.0, server.rss_mib())]
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        workload = make_workload(32, documents, doc_tokens, seed=10_000 + batch)
-        asyncio.run(run(server.url, "cohere", workload, 16))
-        batch += 1
-        if time.monotonic() - started >= samples[-1][0] + 5:
-            samples.append((time.monotonic() - started, server.rss_mib()))
-    samples.append((time.monotonic() - started, server.rss_mib()))
+    """Concurrency 16 without a break for a 30 s warm-up (allocator pools fill up for the new
+    shapes) and then ``seconds``, new texts throughout; (elapsed, RSS MiB) every 5 s of the
+    measured part, read on a timer. (It used to send waves of 32 requests and read RSS as each wave
+    ended: at the one moment the queue drains and the engine gives its arena back, so the samples
+    swung with the timing of that drain, not with what the server holds under load.)"""
+    samples: list[tuple[float, float]] = []
+
+    def endless() -> Iterator[tuple[str, list[str]]]:
+        for batch in itertools.count():
+            yield from make_workload(16, documents, doc_tokens, seed=10_000 + batch)
+
+    async def sample(measured_from: float, until: float) -> None:
+        await asyncio.sleep(measured_from - time.monotonic())
+        while time.monotonic() <= until:
+            samples.append((time.monotonic() - measured_from, server.rss_mib()))
+            await asyncio.sleep(5)
+
+    async def load() -> None:
+        measured_from = time.monotonic() + 30
+        until = measured_from + seconds
+        sampler = asyncio.create_task(sample(measured_from, until))
+        result = await run(server.url, "cohere", endless(), 16, stop_at=until)
+        await sampler
+        assert result.ok == result.requests, result.summary()
+
+    asyncio.run(load())
     return samples
 
 
@@ -338,6 +389,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float]]] = {"(a) CrossEncoder.predict, in-process, float32": []}
     notes: dict[str, str] = {}
     gemm: list[float] = []
+    onnx_gemm: list[dict[str, float]] = []
     base_scores = np.zeros(0)
 
     def measure(label: str, url: str, concurrency: int, api: str = "cohere") -> None:
@@ -354,6 +406,7 @@ def main() -> None:
     engine = server.info()["backend"]
     for _ in range(args.rounds):
         gemm.append(matmul_gflops())
+        onnx_gemm.append(onnx_gemm_gflops(config["hidden_size"], config["intermediate_size"]))
         for concurrency in (1, 4, 16):
             measure(f"(b) reranker-server over HTTP, float32 ({engine}), c={concurrency}", server.url, concurrency)
     fp32_scores = server.scores(workload)
@@ -415,6 +468,13 @@ def main() -> None:
     ]
     parity = float(np.max(np.abs(fp32_scores - base_scores))) if base_scores.size else float("nan")
     peak = float(np.median(gemm)) if gemm else matmul_gflops()
+    ort_peak = {dtype: float(np.median([r[dtype] for r in onnx_gemm])) for dtype in ("float32", "int8")}
+    peers = [float(np.median([r for r, _ in samples])) for label, samples in runs.items() if "(g)" in label and samples]
+    twice_best_peer = (
+        f"; 2x the best peer here ({max(peers):.1f} pairs/s) needs {2 * max(peers) * pair_flops / 1e9:.1f} GFLOP/s"
+        if peers
+        else ""
+    )
 
     lines = ["# Benchmark results", ""]
     if Server.extra_env:
@@ -426,6 +486,9 @@ def main() -> None:
         f"{config['hidden_size']}), {pair_flops / 1e9:.2f} GFLOP per pair.",
         f"(d) float32 GEMM rate of this machine (1024x1024 torch.mm), median of {len(gemm)} rounds: "
         f"{peak:.1f} GFLOP/s (rounds: {', '.join(f'{g:.0f}' for g in gemm)}).",
+        f"(d2) ONNX Runtime on this model's feed-forward GEMM ([2048, {config['hidden_size']}] x "
+        f"[{config['hidden_size']}, {config['intermediate_size']}]), median of {len(onnx_gemm)} rounds: float32 "
+        f"{ort_peak['float32']:.1f}, int8 {ort_peak['int8']:.1f} GFLOP/s{twice_best_peer}.",
         f"Rounds: {args.rounds}; each server run is timed right after a baseline run, and 'vs (a)' is the",
         "median of those same-round ratios (their range in brackets).",
         "",

@@ -16,7 +16,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,31 +129,33 @@ class Progress:
 async def run(
     url: str,
     api: str,
-    workload: list[tuple[str, list[str]]],
+    workload: Iterable[tuple[str, list[str]]],
     concurrency: int,
     request_timeout: float = 120.0,
     progress: bool = False,
     api_key: str | None = None,
+    stop_at: float | None = None,
 ) -> RunResult:
-    queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
-    for item in workload:
-        queue.put_nowait(item)
+    """Send ``workload`` at ``concurrency``. It may be endless (a generator) when ``stop_at`` (a
+    ``time.monotonic()`` deadline) says when to stop taking new requests: a soak's steady stream."""
+    items = iter(workload)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
-    pairs = 0
-    bar = Progress(len(workload), f"c={concurrency:<3}", progress)
+    pairs = sent = 0
+    bar = Progress(len(workload) if isinstance(workload, Sized) else 0, f"c={concurrency:<3}", progress)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits, headers=headers) as client:
 
         async def worker() -> None:
-            nonlocal pairs
-            while True:
-                try:
-                    query, docs = queue.get_nowait()
-                except asyncio.QueueEmpty:
+            nonlocal pairs, sent
+            while stop_at is None or time.monotonic() < stop_at:
+                # one event loop, so workers share the iterator without a lock
+                query, docs = next(items, (None, []))
+                if query is None:
                     return
+                sent += 1
                 path, body = body_for(api, query, docs)
                 started = time.perf_counter()
                 try:
@@ -171,7 +173,7 @@ async def run(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return RunResult(concurrency, len(workload), pairs, seconds, latencies, dict(statuses))
+    return RunResult(concurrency, sent, pairs, seconds, latencies, dict(statuses))
 
 
 def format_table(results: list[RunResult]) -> str:
