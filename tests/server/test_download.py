@@ -157,3 +157,38 @@ def test_the_server_still_fetches_from_the_hub_itself_without_a_cache(
             {"MODEL_NAME": REPO_ID, "HF_HUB_CACHE": str(tmp_path), "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
         )
     assert httpx.get(f"{server.url}/health").json()["model"]["source"] == f"remote:{REPO_ID}"
+
+
+def test_cli_onnx_leaves_the_graph_a_server_on_that_cache_starts_from(
+    xlmr_cross_dir: Path, tmp_path: Path, start_server, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # both sides on the default graph cache, $HF_HOME/reranker-onnx, as the operator's pods are
+    monkeypatch.delenv("ONNX_CACHE_DIR", raising=False)
+    home = tmp_path / "hf"
+    with serving(FakeHub.from_dir(REPO_ID, xlmr_cross_dir)) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home)}
+        done = _cli([REPO_ID, "--cache-dir", str(home / "hub"), "--onnx"], env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"ONNX graph for the CPU engine in {home / 'reranker-onnx'}" in done.stderr
+    made = sorted(p.name for p in (home / "reranker-onnx").iterdir())
+    assert len(made) == 1
+    server = start_server({"MODEL_NAME": REPO_ID, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1",
+                           "ENGINE": "onnxruntime", "DTYPE": "float32"})  # fmt: skip
+    assert httpx.get(f"{server.url}/health").json()["model"]["backend"] == "onnxruntime"
+    assert f"ONNX graph from the cache: {home / 'reranker-onnx' / made[0]}" in server.log()
+    assert "ONNX graph made" not in server.log()  # it exported nothing itself
+    assert sorted(p.name for p in (home / "reranker-onnx").iterdir()) == made
+
+
+def test_onnx_is_made_for_encoders_only_and_never_fails_the_download(
+    qwen3_reranker_dir: Path, xlmr_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said = download.make_cpu_graph("acme/qwen3-reranker", None, qwen3_reranker_dir)
+    assert said == "no ONNX graph: ONNX Runtime serves encoders, not llm-yes-no"
+
+    monkeypatch.setenv("ONNX_CACHE_DIR", str(tmp_path))  # an empty graph cache: it has to export
+    monkeypatch.setattr("reranker_server.backends.onnx_export.memory_headroom", lambda: 0)  # no memory left
+    said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir)
+    assert said.startswith("no ONNX graph (GraphTooLarge: exporting acme/tiny-reranker for ONNX Runtime needs")
+    assert said.endswith("each server makes its own or runs PyTorch")
+    assert list(tmp_path.iterdir()) == []
