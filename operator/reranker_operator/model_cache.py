@@ -74,11 +74,22 @@ def pvc(metadata: dict[str, Any], model: ModelRef, mode: AccessMode) -> dict[str
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
 
 
-def download_command(model: ModelRef, wait: bool = False, cpu_graph: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class OnnxGraphs:
+    """What the loader makes for pods that run ONNX Runtime: graphs in these dtypes, within the
+    pods' own memory limit (the export needs what a pod that made them itself would)."""
+
+    dtypes: tuple[str, ...]
+    memory: str
+
+
+def download_command(model: ModelRef, wait: bool = False, graphs: OnnxGraphs | None = None) -> list[str]:
     args = ["reranker-server", "download", model.name, "--cache-dir", HUB_CACHE]
     if model.revision:
         args += ["--revision", model.revision]
-    return args + (["--wait"] if wait else []) + (["--onnx"] if cpu_graph else [])
+    if graphs is not None:
+        args += ["--onnx", ",".join(graphs.dtypes)]
+    return args + (["--wait"] if wait else [])
 
 
 def volume(owner_name: str, model: ModelRef, read_only: bool) -> dict[str, Any]:
@@ -107,11 +118,10 @@ def loader_job(
     image: str,
     pod_security: dict[str, Any],
     container_security: dict[str, Any],
-    cpu_graph_memory: str | None = None,
+    graphs: OnnxGraphs | None = None,
 ) -> dict[str, Any]:
-    """``cpu_graph_memory``: the server pods' memory limit, when they run ONNX Runtime on CPUs. The
-    loader then also makes the ONNX graph into the claim (``download --onnx``), within the same
-    limit: the read-only pods start from it instead of each exporting the model at every start."""
+    """``graphs``: for pods that run ONNX Runtime, the loader also makes their graphs into the claim
+    (``download --onnx``): the read-only pods start from them instead of each exporting the model."""
     env: list[dict[str, Any]] = [{"name": env_names.HF_HOME, "value": HF_HOME}]
     if model.token_secret_ref is not None:
         ref = model.token_secret_ref
@@ -120,9 +130,12 @@ def loader_job(
         "name": LOADER_CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": download_command(model, cpu_graph=cpu_graph_memory is not None),
+        "command": download_command(model, graphs=graphs),
         "env": env,
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": cpu_graph_memory or "1Gi"}},
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"memory": graphs.memory if graphs else "1Gi"},  # a download alone streams its files
+        },
         "securityContext": container_security,
         "volumeMounts": [{"name": "model-cache", "mountPath": MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }

@@ -83,14 +83,15 @@ def loader_labels(name: str, hardware_class: str) -> dict[str, str]:
                                            "app.kubernetes.io/component": "model-loader"}  # fmt: skip
 
 
-def _cpu_graph_memory(profile: HardwareProfile) -> str | None:
-    """The pods' memory limit (the CPU profile's where they have none) when they will run ONNX
-    Runtime (CPU pods, an engine that picks it, a dtype it runs), for the loader to make their
-    graph in; else None."""
+def _onnx_graphs(profile: HardwareProfile) -> model_cache.OnnxGraphs | None:
+    """The graphs the pods will run when they run ONNX Runtime (CPU pods, an engine that picks it, a
+    dtype it runs; DTYPE=auto compares int8 with float32 at start-up), within their memory limit
+    (the CPU profile's where they have none); None for pods that run PyTorch."""
     runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", "float32", "int8")
     if profile.hardware_class != "cpu" or not runs_onnx:
         return None
-    return profile.limits.get("memory") or PROFILES["cpu"].limits["memory"]
+    dtypes = ("float32",) if profile.dtype == "float32" else ("float32", "int8")
+    return model_cache.OnnxGraphs(dtypes, profile.limits.get("memory") or PROFILES["cpu"].limits["memory"])
 
 
 def model_cache_children(
@@ -102,7 +103,7 @@ def model_cache_children(
     job_meta = _metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
     job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
     job = model_cache.loader_job(job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY,
-                                 CONTAINER_SECURITY, _cpu_graph_memory(profile))  # fmt: skip
+                                 CONTAINER_SECURITY, _onnx_graphs(profile))  # fmt: skip
     return [model_cache.pvc(claim_meta, model, mode), job]
 
 

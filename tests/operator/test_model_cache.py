@@ -49,7 +49,8 @@ def test_claim_job_and_pods_for_a_cached_model() -> None:
 
     loader = job["spec"]["template"]["spec"]["containers"][0]
     assert loader["command"] == ["reranker-server", "download", "BAAI/bge-reranker-v2-m3",
-                                 "--cache-dir", "/models/hf/hub", "--revision", "v2", "--onnx"]  # fmt: skip
+                                 "--cache-dir", "/models/hf/hub", "--revision", "v2",
+                                 "--onnx", "float32,int8"]  # fmt: skip
     assert env(loader)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"  # resumes on the claim
     job_volume = job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]
@@ -69,13 +70,14 @@ def test_claim_job_and_pods_for_a_cached_model() -> None:
     assert "affinity" not in pod  # ReadOnlyMany: any node
 
 
-def test_the_loader_makes_the_onnx_graph_only_for_pods_that_run_onnx_runtime_within_their_memory() -> None:
+def test_the_loader_makes_the_onnx_graphs_only_for_pods_that_run_onnx_runtime_within_their_memory() -> None:
     def loader(**fields: Any) -> dict[str, Any]:
         s = RerankerSpec.model_validate({"model": {"name": "m", "cache": {"pvc": {"size": "1Gi"}}}} | fields)
         return dict(desired(s)["Job"]["spec"]["template"]["spec"]["containers"][0])
 
-    cpu = loader()  # the CPU profile: ENGINE=auto runs encoders on ONNX Runtime
-    assert cpu["command"][-1] == "--onnx" and cpu["resources"]["limits"] == {"memory": "4Gi"}
+    cpu = loader()  # the CPU profile: ENGINE=auto runs encoders on ONNX Runtime, DTYPE=auto tries int8
+    assert cpu["command"][-2:] == ["--onnx", "float32,int8"] and cpu["resources"]["limits"] == {"memory": "4Gi"}
+    assert loader(server={"dtype": "float32"})["command"][-2:] == ["--onnx", "float32"]
     bigger = loader(resources={"limits": {"cpu": "8", "memory": "12Gi"}})
     assert bigger["resources"]["limits"] == {"memory": "12Gi"}  # the export needs what a pod would
     for pytorch_pods in ({"hardwareClass": "nvidia-gpu"}, {"server": {"engine": "pytorch"}},

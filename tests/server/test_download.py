@@ -167,28 +167,36 @@ def test_cli_onnx_leaves_the_graph_a_server_on_that_cache_starts_from(
     home = tmp_path / "hf"
     with serving(FakeHub.from_dir(REPO_ID, xlmr_cross_dir)) as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home)}
-        done = _cli([REPO_ID, "--cache-dir", str(home / "hub"), "--onnx"], env, timeout=300)
+        done = _cli([REPO_ID, "--cache-dir", str(home / "hub"), "--onnx", "float32,int8"], env, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"ONNX graph for the CPU engine in {home / 'reranker-onnx'}" in done.stderr
+    for dtype in ("float32", "int8"):
+        assert f"{dtype} ONNX graph for the CPU engine in {home / 'reranker-onnx'}" in done.stderr
     made = sorted(p.name for p in (home / "reranker-onnx").iterdir())
-    assert len(made) == 1
+    assert len(made) == 2
     server = start_server({"MODEL_NAME": REPO_ID, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1",
-                           "ENGINE": "onnxruntime", "DTYPE": "float32"})  # fmt: skip
+                           "ENGINE": "onnxruntime", "DTYPE": "int8"})  # fmt: skip
     assert httpx.get(f"{server.url}/health").json()["model"]["backend"] == "onnxruntime"
-    assert f"ONNX graph from the cache: {home / 'reranker-onnx' / made[0]}" in server.log()
-    assert "ONNX graph made" not in server.log()  # it exported nothing itself
+    int8 = next(name for name in made if "-int8-" in name)
+    assert f"ONNX graph from the cache: {home / 'reranker-onnx' / int8}" in server.log()
+    assert "ONNX graph made" not in server.log()  # it exported and quantized nothing itself
     assert sorted(p.name for p in (home / "reranker-onnx").iterdir()) == made
 
 
 def test_onnx_is_made_for_encoders_only_and_never_fails_the_download(
     qwen3_reranker_dir: Path, xlmr_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    said = download.make_cpu_graph("acme/qwen3-reranker", None, qwen3_reranker_dir)
-    assert said == "no ONNX graph: ONNX Runtime serves encoders, not llm-yes-no"
+    said = download.make_cpu_graph("acme/qwen3-reranker", None, qwen3_reranker_dir, "float32")
+    assert said == (False, "no ONNX graph: ONNX Runtime serves encoders, not llm-yes-no")
 
     monkeypatch.setenv("ONNX_CACHE_DIR", str(tmp_path))  # an empty graph cache: it has to export
     monkeypatch.setattr("reranker_server.backends.onnx_export.memory_headroom", lambda: 0)  # no memory left
-    said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir)
-    assert said.startswith("no ONNX graph (GraphTooLarge: exporting acme/tiny-reranker for ONNX Runtime needs")
+    made, said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir, "float32")
+    assert not made
+    assert said.startswith("no float32 ONNX graph (GraphTooLarge: exporting acme/tiny-reranker for ONNX Runtime")
     assert said.endswith("each server makes its own or runs PyTorch")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_onnx_takes_float32_and_int8_only(tmp_path: Path) -> None:
+    result = _cli([REPO_ID, "--cache-dir", str(tmp_path), "--onnx", "bfloat16"], {})
+    assert result.returncode == 2 and "float32 and/or int8, comma-separated, not 'bfloat16'" in result.stderr
