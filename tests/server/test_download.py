@@ -194,7 +194,24 @@ def test_onnx_is_made_for_encoders_only_and_never_fails_the_download(
     assert not made
     assert said.startswith("no float32 ONNX graph (GraphTooLarge: exporting acme/tiny-reranker for ONNX Runtime")
     assert said.endswith("each server makes its own or runs PyTorch")
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nor a marker that would stop the next loader from trying
+
+
+def test_a_graph_whose_making_was_killed_is_not_tried_again(
+    xlmr_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reranker_server.backends.onnx_export import graph_key
+    from reranker_server.checkpoint import cache_source, read
+
+    monkeypatch.setenv("ONNX_CACHE_DIR", str(tmp_path))
+    made, said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir, "float32")
+    assert made and list(tmp_path.glob(".making-*")) == []  # done: nothing says a try is under way
+    # a loader OOM-killed mid-export leaves its marker; the restarted one must not loop on it
+    checkpoint = read(xlmr_cross_dir, REPO_ID, cache_source(REPO_ID), None)
+    (tmp_path / f".making-{graph_key(checkpoint, 'int8')}").touch()
+    made, said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir, "int8")
+    assert not made and said.startswith("no int8 ONNX graph: an earlier try was killed before it finished")
+    assert not any("-int8-" in p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
 
 
 def test_cli_onnx_takes_float32_and_int8_only(tmp_path: Path) -> None:
