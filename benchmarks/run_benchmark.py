@@ -14,8 +14,9 @@ plus a soak at concurrency 16 that samples the server's resident memory.
     serving the same model over HTTP in each dtype it offers, when its own virtualenv exists
     (INFINITY_BIN, default .cache/peers/infinity/bin/infinity_emb; `make peers` creates it):
     skipped with the reason when absent.
-(a2) our ONNX Runtime export in-process (the server's default CPU engine, no HTTP around it), and
-    our server on ENGINE=pytorch next to the default engine.
+(a2) our ONNX Runtime export in-process (the server's default CPU engine, no HTTP around it),
+    timed in every round just before (b), which is also reported against it; and our server on
+    ENGINE=pytorch next to the default engine.
 Use --doc-tokens 32 for short pairs, where overheads weigh most.
 
 (e) an LLM reranker (the tiny Qwen3 test checkpoint, so the figures show overheads, not a real
@@ -394,7 +395,7 @@ def main() -> None:
     onnx_gemm: list[dict[str, float]] = []
     base_scores = np.zeros(0)
 
-    def measure(label: str, url: str, concurrency: int, api: str = "cohere") -> None:
+    def measure(label: str, url: str, concurrency: int, api: str = "cohere") -> float:
         nonlocal base_scores
         base_rate, base_scores = base.rate()
         result = asyncio.run(run(url, api, workload, concurrency))
@@ -403,14 +404,26 @@ def main() -> None:
         runs.setdefault(label, []).append((summary["pairs_per_second"], base_rate))
         runs.setdefault("(a) CrossEncoder.predict, in-process, float32", []).append((base_rate, base_rate))
         notes[label] = f"p50 {summary['latency_p50_ms']:.0f} / p99 {summary['latency_p99_ms']:.0f} ms"
+        return float(summary["pairs_per_second"])
 
     server = Server(model_dir, "float32")
     engine = server.info()["backend"]
+    onnx_in_process = OnnxInProcess(model_dir, workload)
+    onnx_label = "(a2) our ONNX Runtime export, in-process, float32"
+    notes[onnx_label] = "length-sorted batches of 32, tokenization included"
+    # (b) against (a2) in the same round: the server delivering its own engine's forward rate
+    vs_in_process: dict[int, list[float]] = {}
     for _ in range(args.rounds):
         gemm.append(matmul_gflops())
         onnx_gemm.append(onnx_gemm_gflops(config["hidden_size"], config["intermediate_size"]))
+        base_rate, _ = base.rate()
+        in_process = onnx_in_process.rate()[0]
+        runs.setdefault(onnx_label, []).append((in_process, base_rate))
         for concurrency in (1, 4, 16):
-            measure(f"(b) reranker-server over HTTP, float32 ({engine}), c={concurrency}", server.url, concurrency)
+            rate = measure(f"(b) reranker-server over HTTP, float32 ({engine}), c={concurrency}", server.url,
+                           concurrency)  # fmt: skip
+            vs_in_process.setdefault(concurrency, []).append(rate / in_process)
+    del onnx_in_process
     fp32_scores = server.scores(workload)
     soak_samples = soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
     server.stop()
@@ -418,12 +431,6 @@ def main() -> None:
     for _ in range(args.rounds):
         measure("(b) reranker-server over HTTP, float32, ENGINE=pytorch, c=4", torch_server.url, 4)
     torch_server.stop()
-    onnx_in_process = OnnxInProcess(model_dir, workload)
-    onnx_label = "(a2) our ONNX Runtime export, in-process, float32"
-    for _ in range(args.rounds):
-        base_rate, _ = base.rate()
-        runs.setdefault(onnx_label, []).append((onnx_in_process.rate()[0], base_rate))
-    notes[onnx_label] = "length-sorted batches of 32, tokenization included"
 
     auto = Server(model_dir, "auto")
     auto_info = auto.info()
@@ -493,6 +500,9 @@ def main() -> None:
         f"{ort_peak['float32']:.1f}, int8 {ort_peak['int8']:.1f} GFLOP/s{twice_best_peer}.",
         f"Rounds: {args.rounds}; each server run is timed right after a baseline run, and 'vs (a)' is the",
         "median of those same-round ratios (their range in brackets).",
+        "(b) float32 over HTTP against (a2) of the same round (our engine in-process, timed just before): "
+        + ", ".join(f"c={c} {np.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]" for c, r in vs_in_process.items())
+        + ".",
         "",
         "| run | pairs/s (median) | vs (a) | GFLOP/s | of GEMM peak | note |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
