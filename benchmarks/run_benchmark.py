@@ -295,7 +295,6 @@ class Server:
                 "PORT": str(self.port),
                 "LOG_LEVEL": "warning",
                 "HF_HUB_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false",
             }
             | self.extra_env
         )
