@@ -94,8 +94,8 @@ def onnx_gemm_gflops(hidden: int, inner: int, tokens: int = 2048, repeats: int =
     """ONNX Runtime's rate on one feed-forward GEMM of the model's shape ([tokens, hidden] x
     [hidden, inner]), float32 and int8 quantized as the server quantizes (dynamic, per-channel
     weights, 7-bit where the CPU lacks VNNI): the most a forward pass on this engine can approach.
-    The GEMMs are ~80% of a short pair's FLOPs, so ``pairs/s x flops_per_pair`` above the int8 figure
-    is out of this CPU's reach."""
+    The GEMMs are nearly all of a pair's FLOPs and this, the largest, runs fastest of them, so a
+    ``pairs/s x flops_per_pair`` above the int8 figure is out of this CPU's reach."""
     import tempfile
 
     import onnx
