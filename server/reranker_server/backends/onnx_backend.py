@@ -34,6 +34,20 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
+def open_session(path: Path, options: Any) -> Any:
+    """An InferenceSession on the CPU that keeps the residual Add + LayerNorm as two kernels.
+
+    onnx_fusion leaves them unfused, and ONNX Runtime would fuse them again at load: its
+    SkipLayerNormalization (1.32) took 1.3 ms where Add + LayerNormalization took 0.33 on
+    [1000, 384], and without it whole batches ran 5-9% (float32) and 7% (int8) faster on the AMD
+    EPYC VM (MiniLM-L6, 20 x 50 and 32 x 150 tokens, interleaved; benchmarks/RESULTS.md).
+    """
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["SkipLayerNormFusion"])  # fmt: skip
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -51,12 +65,12 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = threads
         path = graph_for(checkpoint, dtype, cache_dir)
         try:
-            self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session: Any = open_session(path, options)
         except Exception as exc:  # a cached graph ORT can't read: drop it and make it again, once
             logger.warning("the cached ONNX graph %s does not load (%s); making it again", path, exc)
             shutil.rmtree(path.parent, ignore_errors=True)
             path = graph_for(checkpoint, dtype, cache_dir)
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = open_session(path, options)
         self._inputs = [i.name for i in self._session.get_inputs()]
         # The arena keeps every chunk its largest batch needed: on the soak's varied shapes RSS rose
         # 434 -> 628 MiB in 40 s. Shrinking after every run kept it at ~160 MiB but cost ~6% of

@@ -36,7 +36,7 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # ONNX opset of the export: 17 has LayerNormalization as one op (ORT's fused kernel).
 _OPSET = 17
 # Bump when the exported graph changes for the same inputs (EncoderRows, export arguments).
-_FORMAT = 2
+_FORMAT = 3
 # Past this many bytes of weights a graph keeps them in a side file: protobuf's limit is 2 GiB.
 EXTERNAL_DATA_BYTES = 1_800_000_000
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
