@@ -325,10 +325,12 @@ class Server:
         self.proc.wait(timeout=60)
 
 
-def soak(server: Server, seconds: float, documents: int, doc_tokens: int) -> list[tuple[float, float]]:
-    """Concurrency 16 without a break for a 30 s warm-up (allocator pools fill up for the new
-    shapes) and then ``seconds``, new texts throughout; (elapsed, RSS MiB) every 5 s of the
-    measured part, read on a timer. (It used to send waves of 32 requests and read RSS as each wave
+def soak(
+    server: Server, seconds: float, documents: int, doc_tokens: int, warm_up: float = 30.0, every: float = 5.0
+) -> list[tuple[float, float]]:
+    """Concurrency 16 without a break for a ``warm_up`` (allocator pools fill up for the new
+    shapes) and then ``seconds``, new texts throughout; (elapsed, RSS MiB) every ``every`` seconds
+    of the measured part, read on a timer. (It used to send waves of 32 requests and read RSS as each wave
     ended: at the one moment the queue drains and the engine gives its arena back, so the samples
     swung with the timing of that drain, not with what the server holds under load.)"""
     samples: list[tuple[float, float]] = []
@@ -341,10 +343,10 @@ def soak(server: Server, seconds: float, documents: int, doc_tokens: int) -> lis
         await asyncio.sleep(measured_from - time.monotonic())
         while time.monotonic() <= until:
             samples.append((time.monotonic() - measured_from, server.rss_mib()))
-            await asyncio.sleep(5)
+            await asyncio.sleep(every)
 
     async def load() -> None:
-        measured_from = time.monotonic() + 30
+        measured_from = time.monotonic() + warm_up
         until = measured_from + seconds
         sampler = asyncio.create_task(sample(measured_from, until))
         result = await run(server.url, "cohere", endless(), 16, stop_at=until)

@@ -64,12 +64,12 @@ def test_a_fusion_that_changes_the_rows_is_dropped(
         return rows if path.parent.name == "exported" else [r + 1e-3 for r in rows]
 
     monkeypatch.setattr(onnx_fusion, "_rows", fused_rows_off_by_a_little)
-    graph = onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path / "exported")
+    graph = onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path / "unfused")
     assert "disagrees with the exported one: not used" in caplog.text
     assert _ops(graph)["Attention"] == 0 and sorted(p.name for p in graph.parent.iterdir()) == [graph.name]
     # the exported graph serves, with the fused one's rows
     batch = _ragged_batch(checkpoint)
-    unfused = OnnxRuntimeBackend(checkpoint, "float32", cache_dir=tmp_path / "exported").forward(batch)
+    unfused = OnnxRuntimeBackend(checkpoint, "float32", cache_dir=tmp_path / "unfused").forward(batch)
     np.testing.assert_allclose(unfused, fused.forward(batch), atol=1e-5, rtol=0)
 
 

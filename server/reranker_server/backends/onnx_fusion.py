@@ -8,10 +8,10 @@ residual + LayerNorm into ``SkipLayerNormalization``: slower, see onnx_backend).
 AMD EPYC VM of benchmarks/RESULTS.md (MiniLM-L6 cross-encoder) ONNX Runtime's kernel time for
 batches of 32 pairs at ~60 and ~196 tokens fell 1.3x in float32 and 1.4x in int8 (with
 SkipLayerNormalization, which a later measurement took out); the server at concurrency 4 on
-141-token pairs ran 1.09x and 1.22x faster. On a 560M-parameter XLM-R, where the GEMMs dominate, it gained nothing. The
-patterns are the eager attention's, so the export uses transformers' eager attention (its sdpa
-one also exports a NaN guard, ``Where(IsNaN)`` over every score, that alone took 12-15% of the
-time).
+141-token pairs ran 1.09x and 1.22x faster. On a 560M-parameter XLM-R, where the GEMMs dominate,
+it gained nothing. The patterns are the eager attention's, so the export uses transformers' eager
+attention (its sdpa one also exports a NaN guard, ``Where(IsNaN)`` over every score, that alone
+took 12-15% of the time).
 
 A graph the fusions don't fit (another architecture) comes out unchanged or partly fused; either
 way the fused graph is run next to the unfused one on ragged batches and kept only if their rows
