@@ -22,7 +22,7 @@ from reranker_server import bench, scoring  # noqa: E402
 from reranker_server.backends import pad  # noqa: E402
 from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, LoadedModel, load_model  # noqa: E402
 from reranker_server.settings import Settings  # noqa: E402
-from tests.conftest import ServerProcess  # noqa: E402  (the test suite's real server on loopback)
+from tests.processes import ServerProcess  # noqa: E402  (the test suite's real server on loopback)
 
 
 def scores(model: LoadedModel) -> np.ndarray:

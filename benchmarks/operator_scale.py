@@ -31,9 +31,9 @@ import kmock
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import free_port  # noqa: E402
 from tests.operator.emulator import ApiServerEmulator, running_operator  # noqa: E402
 from tests.operator.rbac import ADMIN, chart_authorizer  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 NAMESPACE = "search"
 DEPLOYMENTS = "apps/v1/deployments"

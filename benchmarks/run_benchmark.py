@@ -52,8 +52,8 @@ from reranker_server.backends.onnx_fusion import root_logger_quiet  # noqa: E402
 from reranker_server.bench import make_workload, run  # noqa: E402
 from reranker_server.hardware import cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 
 def machine() -> dict[str, str]:

@@ -12,9 +12,9 @@ import httpx
 import kmock
 import pytest
 
-from tests.conftest import free_port
 from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.rbac import chart_authorizer
+from tests.processes import free_port
 
 RERANKERS = "/apis/reranker.dev/v1alpha1/namespaces/search/rerankers"
 DEPLOYMENTS, SERVICES = "apps/v1/deployments", "v1/services"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
 from tests.operator.conftest import Cluster
 from tests.operator.fleet_pods import PodController, load
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.helm]
 

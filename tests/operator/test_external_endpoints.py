@@ -23,12 +23,12 @@ import httpx
 import kmock
 import pytest
 
-from tests.conftest import free_port
 from tests.operator.conftest import Cluster
 from tests.operator.emulator import ApiServerEmulator, running_operator
 from tests.operator.fleet_pods import PodController, load
 from tests.operator.manifests import validate_builtin
 from tests.operator.rbac import chart_authorizer
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.helm]
 PROBE_INTERVAL = 1.0

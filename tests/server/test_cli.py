@@ -18,7 +18,7 @@ from reranker_server.problems import ModelUnavailable
 from reranker_server.routes.rerank import http_error
 from reranker_server.runtime import Runtime
 from reranker_server.settings import Settings
-from tests.conftest import ServerProcess, free_port
+from tests.processes import ServerProcess, free_port
 
 
 def run_server(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

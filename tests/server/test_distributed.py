@@ -17,7 +17,8 @@ import pytest
 
 from reranker_server.cache import CachedScore
 from reranker_server.distributed import RedisSharedCache
-from tests.conftest import RedisProcess, ServerProcess
+from tests.conftest import RedisProcess
+from tests.processes import ServerProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import ServerProcess
+from tests.processes import ServerProcess
 from tests.server.helpers import app_client
 
 # operation -> cases run; printed at the end of the test session (tests/conftest.py)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reranker_server import heap
-from tests.conftest import rss_mib
+from tests.processes import rss_mib
 
 
 def test_freed_heap_goes_back_to_the_os() -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from reranker_server.client import AsyncRerankerClient, RerankerClient, RerankError
-from tests.conftest import ServerProcess
+from tests.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
 

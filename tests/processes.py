@@ -1,0 +1,84 @@
+"""Real processes and ports for tests and benchmarks, without the test session's side effects.
+
+``tests/conftest.py`` sets the test session's environment when it is imported (HF_HUB_OFFLINE, a
+temporary ONNX_CACHE_DIR, TOKENIZERS_PARALLELISM=false). The benchmarks imported ``free_port``
+from it and so ran their servers under that environment: a graph cache that made every server
+export the model again at start (torch loaded, ~270 MiB more RSS) and a tokenizer without its
+thread pool. What both need lives here instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def free_port() -> int:
+    """A port no socket holds on any address.
+
+    Bound on the wildcard address: a port taken only on another interface (the emulator on the
+    test host's veth address) is still free on 127.0.0.1, and the kernel handed that same number
+    to a loopback probe once, so the operator's liveness endpoint (0.0.0.0) could not bind.
+    """
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A real ``reranker-server`` on a loopback port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        # float32 unless a test asks otherwise: DTYPE=auto picks bfloat16 on CPUs with native bf16
+        # (AMX, avx512_bf16), and there a pair's score moves ~2e-4 with the batch it lands in, so
+        # exact-score comparisons would pass on one CI machine and fail on the next.
+        base = {"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "info", "DTYPE": "float32"}
+        full_env = os.environ | base | env
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reranker_server"], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
