@@ -61,6 +61,14 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
+        # No memory patterns: ORT plans one block per input shape, and the server's shapes (pairs x
+        # longest) rarely repeat, so the plan is seldom reused while its blocks fragment the arena,
+        # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 stepped 926 ->
+        # 1018 and 919 -> 1011 MiB (10%) with them, stayed within 0.1% (twice) without; float32
+        # 0.3%. Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM):
+        # short pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
+        # (benchmarks/RESULTS.md): within this VM's noise.
+        options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
         path = graph_for(checkpoint, dtype, cache_dir)
@@ -72,10 +80,10 @@ class OnnxRuntimeBackend(Backend):
             path = graph_for(checkpoint, dtype, cache_dir)
             self._session = open_session(path, options)
         self._inputs = [i.name for i in self._session.get_inputs()]
-        # The arena keeps every chunk its largest batch needed: on the soak's varied shapes RSS rose
-        # 434 -> 628 MiB in 40 s. Shrinking after every run kept it at ~160 MiB but cost ~6% of
-        # throughput (pages faulted in again per batch), so the arena shrinks when the queue drains:
-        # one burst of 141-token batches took RSS 491 -> 185 MiB (benchmarks/RESULTS.md).
+        # The arena keeps every chunk its largest batch needed. Shrinking after every run kept RSS at
+        # ~160 MiB but cost ~6% of throughput (pages faulted in again per batch), so the arena
+        # shrinks when the queue drains: one burst of 141-token batches took RSS 491 -> 185 MiB
+        # (benchmarks/RESULTS.md).
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         one_token = {"input_ids": np.zeros((1, 1), np.int64), "attention_mask": np.ones((1, 1), np.int64),
