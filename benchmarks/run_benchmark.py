@@ -295,6 +295,7 @@ class Server:
                 "PORT": str(self.port),
                 "LOG_LEVEL": "warning",
                 "HF_HUB_OFFLINE": "1",
+                "MALLOC_ARENA_MAX": "2",  # as the image sets it
             }
             | self.extra_env
         )
