@@ -47,3 +47,8 @@ RESERVED = frozenset(
     {HOST, PORT, MODEL_NAME, MODEL_REVISION, SHUTDOWN_DELAY, SHUTDOWN_GRACE, HF_HOME, ENABLE_DISTRIBUTED, REDIS_URL,
      API_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE}
 )  # fmt: skip
+
+# The DTYPE values ONNX Runtime runs: ENGINE=auto picks it for an encoder on a CPU when DTYPE is
+# one of these (DTYPE=auto is float32 on CPUs without native bf16), and the operator's loader Job
+# makes these graphs for such pods.
+ONNX_RUNTIME_DTYPES = ("float32", "int8")

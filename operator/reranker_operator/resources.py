@@ -87,7 +87,7 @@ def _onnx_graphs(profile: HardwareProfile) -> model_cache.OnnxGraphs | None:
     """The graphs the pods will run when they run ONNX Runtime (CPU pods, an engine that picks it, a
     dtype it runs; DTYPE=auto compares int8 with float32 at start-up), within their memory limit
     (the CPU profile's where they have none); None for pods that run PyTorch."""
-    runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", "float32", "int8")
+    runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", *env_names.ONNX_RUNTIME_DTYPES)
     if profile.hardware_class != "cpu" or not runs_onnx:
         return None
     dtypes = ("float32",) if profile.dtype == "float32" else ("float32", "int8")

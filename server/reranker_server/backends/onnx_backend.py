@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from reranker_contract.server_env import ONNX_RUNTIME_DTYPES
+
 from ..checkpoint import Checkpoint
 from . import Backend, PaddedBatch
 from .onnx_export import graph_for
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "int8")
+DTYPES = ONNX_RUNTIME_DTYPES
 
 
 def onnxruntime_available() -> bool:
