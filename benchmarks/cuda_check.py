@@ -76,7 +76,7 @@ def serve_and_measure(model_dir: str, dtype: str, args: argparse.Namespace) -> N
     import httpx
 
     env = {"MODEL_NAME": model_dir, "DEVICE_PREFERENCE": "cuda", "DTYPE": dtype, "CACHE_SIZE": "0",
-           "ACCESS_LOG": "false", "BATCH_SIZE": "64"}  # fmt: skip
+           "ACCESS_LOG": "false", "BATCH_SIZE": "64", "HF_HUB_OFFLINE": "1"}  # fmt: skip
     server = ServerProcess(env, Path("/tmp/cuda-check-server.log"))
     try:
         server.wait_ready(timeout=180)
