@@ -149,10 +149,16 @@ class _Accepts(BaseHTTPRequestHandler):
         pass
 
 
+class _AcceptingServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: 16 clients connecting at once overflowed it and two
+    # requests of the soak's test got a reset (ReadError) in CI
+    request_queue_size = 128
+
+
 @pytest.fixture
 def accepting_url() -> Iterator[str]:
     """A loopback HTTP endpoint that accepts every request: the load generators' own tests."""
-    with ThreadingHTTPServer(("127.0.0.1", 0), _Accepts) as server:
+    with _AcceptingServer(("127.0.0.1", 0), _Accepts) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         yield f"http://127.0.0.1:{server.server_address[1]}"
         server.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import socket
 import sys
 import types
@@ -72,8 +73,10 @@ class DrainingServer(uvicorn.Server):
         self._runtime = runtime
         self._shutdown_delay = shutdown_delay
         self._draining = False
+        self.interrupted = False  # Ctrl-C (SIGINT) asked for the shutdown
 
     def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         if self._draining or self._shutdown_delay <= 0:
             self._runtime.begin_draining()
             super().handle_exit(sig, frame)
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down cleanly and re-raised it
         raise SystemExit(130) from None
+    if server.interrupted:  # uvicorn's re-raise didn't reach us (seen once in CI: exit 0 after Ctrl-C)
+        raise SystemExit(130)
     if runtime.phase == "failed":
         raise SystemExit(f"reranker-server: the model failed to load: {runtime.error}")
 
