@@ -65,10 +65,10 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         # No memory patterns: ORT plans one block per input shape, and the server's shapes (pairs x
         # longest) rarely repeat, so the plan is seldom reused while its blocks fragment the arena,
-        # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 stepped 926 ->
-        # 1018 and 919 -> 1011 MiB (10%) with them, stayed within 0.1% (twice) without; float32
-        # 0.3%. Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM):
-        # short pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
+        # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 grew 10.0%,
+        # 10.1%, 18.0% and 1.0% with them, 0.1%, 0.1%, 0.3% and 0.5% without; float32 0.3%.
+        # Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM): short
+        # pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
         # (benchmarks/RESULTS.md): within this VM's noise.
         options.enable_mem_pattern = False
         if threads:
