@@ -53,7 +53,7 @@ from reranker_server.bench import make_workload, run  # noqa: E402
 from reranker_server.hardware import cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
 from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
-from tests.processes import free_port  # noqa: E402
+from tests.processes import free_port, rss_mib  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -307,10 +307,7 @@ class Server:
         return info
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return rss_mib(self.proc.pid)
 
     def scores(self, workload: list[tuple[str, list[str]]]) -> np.ndarray:
         out = []

@@ -27,8 +27,6 @@ from .onnx_export import graph_for
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ONNX_RUNTIME_DTYPES
-
 
 def onnxruntime_available() -> bool:
     import importlib.util
@@ -56,7 +54,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(
         self, checkpoint: Checkpoint, dtype: str, threads: int | None = None, cache_dir: Path | None = None
     ) -> None:
-        if dtype not in DTYPES:
+        if dtype not in ONNX_RUNTIME_DTYPES:
             raise ValueError(f"ENGINE=onnxruntime runs float32 or int8, not {dtype}")
         import onnxruntime as ort
 

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from reranker_contract.server_env import ONNX_RUNTIME_DTYPES
+
 from ..checkpoint import ENCODER_KINDS, Checkpoint
 from ..settings import Settings
 from . import Backend
-from .onnx_backend import DTYPES as ONNX_DTYPES
 from .onnx_backend import onnxruntime_available
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ def cpu_engine(engine: str, kind: str, dtype: str, onnxruntime_installed: bool) 
         problem = "onnxruntime is not installed (pip install 'reranker-fleet[server]')"
     elif kind not in ENCODER_KINDS:
         problem = f"it serves encoders ({', '.join(ENCODER_KINDS)}), not {kind}"
-    elif dtype not in ONNX_DTYPES:
-        problem = f"it runs {' or '.join(ONNX_DTYPES)} here, not {dtype}"
+    elif dtype not in ONNX_RUNTIME_DTYPES:
+        problem = f"it runs {' or '.join(ONNX_RUNTIME_DTYPES)} here, not {dtype}"
     if problem is None:
         return "onnxruntime"
     if engine == "onnxruntime":
