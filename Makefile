@@ -63,8 +63,11 @@ image-test: dev  ## build the images with buildah and smoke-test them (slow; nee
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
 
-peers:  ## the benchmark's peer, Infinity 0.0.78, in its own virtualenv (.cache/peers/infinity)
+peers:  ## the benchmarks' peers in virtualenvs of their own: Infinity 0.0.78, OpenVINO 2026.4 + NNCF
 	@echo "==> installing Infinity into .cache/peers/infinity (its pins differ from ours: numpy<2, sentence-transformers<4)"
 	$(PYTHON) -m venv .cache/peers/infinity
 	.cache/peers/infinity/bin/pip install --progress-bar on --disable-pip-version-check torch==2.13.0
 	.cache/peers/infinity/bin/pip install --progress-bar on --disable-pip-version-check "infinity-emb[server,torch]==0.0.78"
+	@echo "==> installing OpenVINO and NNCF into .cache/peers/openvino (benchmarks/engine_ceiling.py's other CPU engine)"
+	$(PYTHON) -m venv .cache/peers/openvino
+	.cache/peers/openvino/bin/pip install --progress-bar on --disable-pip-version-check "openvino==2026.4.1" "nncf==3.4.0"

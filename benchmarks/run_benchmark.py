@@ -50,10 +50,13 @@ sys.path.insert(0, str(REPO))
 
 from reranker_server.backends.onnx_fusion import root_logger_quiet  # noqa: E402
 from reranker_server.bench import make_workload, run  # noqa: E402
-from reranker_server.hardware import cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
+from reranker_server.hardware import cpu_flags, cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
 from reranker_server.scoring import spearman  # noqa: E402
 from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
 from tests.processes import free_port, rss_mib  # noqa: E402
+
+# The CPU features that decide the GEMM kernels: float32 width, int8 dot products, native bf16.
+MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def machine() -> dict[str, str]:
@@ -70,6 +73,8 @@ def machine() -> dict[str, str]:
     return {
         "cpu": cpu,
         "cores": str(cpu_quota()),
+        "flags": " ".join(flag for flag in MATMUL_FLAGS if flag in cpu_flags()) or "none",
+        "lacks": " ".join(flag for flag in MATMUL_FLAGS if flag not in cpu_flags()) or "none",
         "native bf16": str(cpu_has_native_bf16()),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -46,3 +47,38 @@ def test_the_soak_reads_rss_on_a_timer_during_a_steady_stream(run_benchmark: Mod
     elapsed = [t for t, _ in samples]
     assert 4 <= len(samples) <= 7 and elapsed == sorted(elapsed) and 0 <= elapsed[0] < 0.1 and elapsed[-1] <= 0.6
     assert [mib for _, mib in samples] == [100.0 + i for i in range(len(samples))]  # one read per tick
+
+
+@pytest.fixture(scope="module")
+def engine_ceiling() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("engine_ceiling", REPO / "benchmarks" / "engine_ceiling.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernel_times_leave_out_the_warm_up_runs(engine_ceiling: ModuleType) -> None:
+    def run(ts: int) -> dict[str, object]:
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": 90}
+
+    def kernel(op: str, ts: int, dur: int) -> dict[str, object]:
+        return {"cat": "Node", "name": f"{op}_node_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [run(0), kernel("MatMul", 1, 50_000), run(100), kernel("MatMul", 101, 4_000), kernel("Add", 102, 1_000),
+              run(200), kernel("MatMul", 201, 2_000), kernel("Add", 202, 1_000)]  # fmt: skip
+    assert engine_ceiling.kernel_ms(events, warm_up=1) == {"MatMul": 3.0, "Add": 1.0}
+
+
+def test_the_int8_graph_is_timed_and_profiled_as_the_server_opens_it(
+    engine_ceiling: ModuleType, minilm_cross_dir: Path
+) -> None:
+    from reranker_server.backends.onnx_export import graph_for
+    from reranker_server.checkpoint import inspect
+
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    graph = str(graph_for(checkpoint, "int8", Path(os.environ["ONNX_CACHE_DIR"])))
+    vocabulary = checkpoint.config["vocab_size"]
+    assert engine_ceiling.worker("onnxruntime", graph, (2, 8), repeats=2, threads=1, vocabulary=vocabulary) > 0
+    profile = engine_ceiling.int8_profile(graph, (2, 8), threads=1, vocabulary=vocabulary, runs=2)
+    assert {"DynamicQuantizeMatMul", "QAttention"} <= set(profile) and all(ms >= 0 for ms in profile.values())
