@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,29 @@ def test_a_graph_another_process_cached_first_is_used(
         shutil.copy(path, winner / onnx_export.GRAPH_FILE)
 
     monkeypatch.setattr(onnx_export, "export", export_and_lose_the_race)
+    killed = _scratch(tmp_path, "killed", age=2 * onnx_export.STALE_SCRATCH_SECONDS)  # an OOM-killed try's
     assert onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path) == winner / onnx_export.GRAPH_FILE
+    assert not killed.exists()
     assert [p.name for p in tmp_path.iterdir()] == [winner.name]  # the loser's scratch is gone
+
+
+def _scratch(root: Path, name: str, age: float) -> Path:
+    """A scratch directory with a half-written graph in it, last written ``age`` seconds ago."""
+    scratch = root / (onnx_export.SCRATCH_PREFIX + name)
+    (scratch / "exported").mkdir(parents=True)
+    (scratch / "exported" / onnx_export.GRAPH_FILE).write_bytes(b"half a graph")
+    for path in (scratch / "exported" / onnx_export.GRAPH_FILE, scratch / "exported", scratch):
+        os.utime(path, (time.time() - age, time.time() - age))
+    return scratch
+
+
+def test_only_scratch_nothing_has_written_to_for_an_hour_is_removed(tmp_path: Path) -> None:
+    stale = _scratch(tmp_path, "stale", age=onnx_export.STALE_SCRATCH_SECONDS + 60)
+    busy = _scratch(tmp_path, "busy", age=onnx_export.STALE_SCRATCH_SECONDS + 60)
+    (busy / "exported" / onnx_export.GRAPH_FILE).write_bytes(b"still being written")  # another process's export
+    recent = _scratch(tmp_path, "recent", age=60)
+    onnx_export.remove_stale_scratch(tmp_path)
+    assert not stale.exists() and busy.exists() and recent.exists()
 
 
 def test_a_cached_graph_that_does_not_load_is_made_again(

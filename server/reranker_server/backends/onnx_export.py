@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -49,6 +50,12 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
 EXPORT_PEAK = 2.3
 QUANTIZE_PEAK = 4.0
 _HALF_PRECISION = ("float16", "bfloat16")
+# Graphs are made in a scratch directory and renamed into place. One that nothing has written to
+# for an hour was left by a try that was killed (an OOM-killed loader Job or pod): on the model
+# volume its half-made graph (GBs for a large encoder) would otherwise stay for good. The longest
+# making measured, a 560M-parameter XLM-R, took about two minutes.
+SCRATCH_PREFIX = ".partial-"
+STALE_SCRATCH_SECONDS = 3600
 
 
 class GraphTooLarge(RuntimeError):
@@ -172,6 +179,19 @@ def _writable_cache(preferred: Path) -> Path:
     raise OSError(f"no writable directory for ONNX graphs ({preferred} nor the temp directory)")
 
 
+def remove_stale_scratch(root: Path, now: float | None = None) -> None:
+    """Delete the scratch directories in ``root`` that nothing has written to for an hour."""
+    now = time.time() if now is None else now
+    for scratch in root.glob(SCRATCH_PREFIX + "*"):
+        try:
+            touched = max(p.stat().st_mtime for p in (scratch, *scratch.rglob("*")))
+        except OSError:
+            continue  # another process removed or renamed it as we looked
+        if now - touched > STALE_SCRATCH_SECONDS:
+            logger.info("removing %s, left by a try that did not finish", scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None) -> Path:
     """The ONNX graph of a checkpoint in float32 or int8: from the cache, else made and cached."""
     preferred = cache_dir or default_cache_dir()
@@ -184,7 +204,8 @@ def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None)
     what, peak = ("exporting", EXPORT_PEAK) if source is None else ("quantizing", QUANTIZE_PEAK)
     _ensure_room(checkpoint, what, peak, memory_headroom())
     root = _writable_cache(preferred)
-    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    remove_stale_scratch(root)
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
     try:
         if source is None:
             make_float32(checkpoint, scratch)
