@@ -17,13 +17,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def run_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_benchmark", REPO / "benchmarks" / "run_benchmark.py")
+def _script(name: str) -> ModuleType:
+    """A benchmark script as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run_benchmark() -> ModuleType:
+    return _script("run_benchmark")
 
 
 def test_onnx_gemm_rates_come_for_both_dtypes(run_benchmark: ModuleType) -> None:
@@ -51,11 +56,7 @@ def test_the_soak_reads_rss_on_a_timer_during_a_steady_stream(run_benchmark: Mod
 
 @pytest.fixture(scope="module")
 def engine_ceiling() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("engine_ceiling", REPO / "benchmarks" / "engine_ceiling.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("engine_ceiling")
 
 
 def test_kernel_times_leave_out_the_warm_up_runs(engine_ceiling: ModuleType) -> None:
