@@ -54,16 +54,13 @@ def time_runs(run: Any, repeats: int) -> float:
 
 
 def onnxruntime_session(path: str, threads: int, profile_prefix: str | None = None) -> Any:
-    import onnxruntime as ort
+    """A session on the graph with the server's options and loading (onnx_backend)."""
+    from reranker_server.backends.onnx_backend import open_session, session_options
 
-    options = ort.SessionOptions()  # as onnx_backend.OnnxRuntimeBackend sets them
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads, options.intra_op_num_threads = 1, threads
-    options.enable_mem_pattern = False
+    options = session_options(threads)
     if profile_prefix:
         options.enable_profiling, options.profile_file_prefix = True, profile_prefix
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=["SkipLayerNormFusion"])  # fmt: skip
+    return open_session(Path(path), options)
 
 
 def worker(engine: str, path: str, shape: Shape, repeats: int, threads: int, vocabulary: int) -> float:

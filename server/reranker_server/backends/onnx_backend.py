@@ -34,6 +34,26 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
+def session_options(threads: int | None) -> Any:
+    """The server's session options (benchmarks/engine_ceiling.py times the graph with them too)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    # No memory patterns: ORT plans one block per input shape, and the server's shapes (pairs x
+    # longest) rarely repeat, so the plan is seldom reused while its blocks fragment the arena,
+    # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 grew 10.0%,
+    # 10.1%, 18.0% and 1.0% with them, 0.1%, 0.1%, 0.3% and 0.5% without; float32 0.3%.
+    # Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM): short
+    # pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
+    # (benchmarks/RESULTS.md): within this VM's noise.
+    options.enable_mem_pattern = False
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
 def open_session(path: Path, options: Any) -> Any:
     """An InferenceSession on the CPU that keeps the residual Add + LayerNorm as two kernels.
 
@@ -58,19 +78,7 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"ENGINE=onnxruntime runs float32 or int8, not {dtype}")
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1
-        # No memory patterns: ORT plans one block per input shape, and the server's shapes (pairs x
-        # longest) rarely repeat, so the plan is seldom reused while its blocks fragment the arena,
-        # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 grew 10.0%,
-        # 10.1%, 18.0% and 1.0% with them, 0.1%, 0.1%, 0.3% and 0.5% without; float32 0.3%.
-        # Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM): short
-        # pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
-        # (benchmarks/RESULTS.md): within this VM's noise.
-        options.enable_mem_pattern = False
-        if threads:
-            options.intra_op_num_threads = threads
+        options = session_options(threads)
         path = graph_for(checkpoint, dtype, cache_dir)
         try:
             self._session: Any = open_session(path, options)
