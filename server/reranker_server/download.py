@@ -278,7 +278,7 @@ def make_cpu_graph(model: str, revision: str | None, snapshot: Path, dtype: str)
     has VNNI: pods on nodes of another kind than the loader's quantize for themselves.
     """
     from .backends.onnx_backend import onnxruntime_available
-    from .backends.onnx_export import default_cache_dir, graph_for, graph_key
+    from .backends.onnx_export import default_cache_dir, graph_for
     from .checkpoint import ENCODER_KINDS, CheckpointError, cache_source, read
     from .settings import Settings
 
@@ -293,17 +293,8 @@ def make_cpu_graph(model: str, revision: str | None, snapshot: Path, dtype: str)
         return False, "no ONNX graph: onnxruntime is not installed"
     fallback = "each server makes its own or runs PyTorch"
     cache_dir = Settings().onnx_cache_dir or default_cache_dir()  # ONNX_CACHE_DIR as the server reads it
-    # Left only by a try that was killed (out of memory, most likely): trying again at every
-    # restart of the loader would fail its Job, and the model is downloaded.
-    trying = cache_dir / f".making-{graph_key(checkpoint, dtype)}"
-    if trying.exists():
-        return False, f"no {dtype} ONNX graph: an earlier try was killed before it finished; {fallback}"
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        trying.touch()
+    try:  # a try that was killed before (out of memory, most likely) is not repeated: graph_lock
         graph = graph_for(checkpoint, dtype, cache_dir)
     except Exception as exc:  # the servers make their own (or run PyTorch): the download stands
         return False, f"no {dtype} ONNX graph ({type(exc).__name__}: {exc}); {fallback}"
-    finally:  # a try that ended, made or not; only a killed one leaves it
-        trying.unlink(missing_ok=True)
     return True, f"{dtype} ONNX graph for the CPU engine in {graph.parent}"

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from reranker_server.backends import PaddedBatch, onnx_export, pad
 from reranker_server.backends import selection as selection_module
+from reranker_server.backends.graph_lock import LOCK_PREFIX, making
 from reranker_server.backends.onnx_backend import OnnxRuntimeBackend
 from reranker_server.backends.selection import cpu_engine
 from reranker_server.checkpoint import inspect
@@ -194,6 +196,55 @@ def test_a_graph_another_process_cached_first_is_used(
     assert onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path) == winner / onnx_export.GRAPH_FILE
     assert not killed.exists()
     assert [p.name for p in tmp_path.iterdir()] == [winner.name]  # the loser's scratch is gone
+
+
+def test_a_graph_another_process_is_making_is_waited_for_not_made_twice(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = inspect(str(minilm_cross_dir), None)
+    made_elsewhere = onnx_export.graph_for(checkpoint, "float32", Path(os.environ["ONNX_CACHE_DIR"]))
+    key = onnx_export.graph_key(checkpoint, "float32")
+    other_holds = threading.Event()
+
+    def other_process() -> None:  # flock conflicts between two opens of the file, threads included
+        with making(tmp_path, key):
+            other_holds.set()
+            time.sleep(0.5)
+            (tmp_path / key).mkdir()
+            shutil.copy(made_elsewhere, tmp_path / key / onnx_export.GRAPH_FILE)
+
+    def no_export(*_: Any) -> None:
+        raise AssertionError("exported while another process was making the same graph")
+
+    monkeypatch.setattr(onnx_export, "export", no_export)
+    other = threading.Thread(target=other_process)
+    other.start()
+    assert other_holds.wait(10)
+    assert onnx_export.graph_for(checkpoint, "float32", cache_dir=tmp_path) == tmp_path / key / onnx_export.GRAPH_FILE
+    other.join()
+    assert [p.name for p in tmp_path.iterdir()] == [key]
+
+
+def test_a_graph_whose_making_was_killed_is_not_made_again_and_pytorch_serves(
+    minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container OOM-killed while exporting would be killed again at every restart."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # no graph from another test's temp cache
+    (tmp_path / "tmp").mkdir()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key = onnx_export.graph_key(inspect(str(minilm_cross_dir), None), "float32")
+    killed = cache / f"{LOCK_PREFIX}{key}"
+    killed.write_text("pid 1 on reranker-7d9f since 2026-11-27T10:00:00+0000\n")  # its holder is gone
+    half_made = cache / f"{onnx_export.SCRATCH_PREFIX}{key}-x1y2z3"
+    half_made.mkdir()
+    (half_made / onnx_export.GRAPH_FILE).write_bytes(b"half a graph: GBs for a large encoder")
+    model = load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32", onnx_cache_dir=cache))
+    assert model.backend.name == "pytorch"
+    assert (
+        "EarlierTryKilled: an earlier try at making" in caplog.text and "was killed before it finished" in caplog.text
+    )
+    assert [p.name for p in cache.iterdir()] == [killed.name]  # its half-made graph is gone
 
 
 def _scratch(root: Path, name: str, age: float) -> Path:

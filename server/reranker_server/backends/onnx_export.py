@@ -3,13 +3,14 @@
 A graph is keyed by what it is made from: the checkpoint directory and its weight files (name,
 size, mtime), the model kind and head, the opset, and the exporter's and quantizer's versions.
 It lives in ``<cache>/<model>-<key>/model.onnx``, written into a scratch directory first and
-renamed into place, so a crash or a second pod exporting the same model at once never leaves a
-half-written graph. The float32 graph is exported, then fused (``onnx_fusion``); int8 is
-quantized from the float32 graph, so ``DTYPE=auto`` (which measures both on CPUs without native
-bf16) exports once, and a restarted container whose cache survived (an emptyDir at ``$HF_HOME``,
-the pod's own) exports nothing. Measured on the 2-core AMD EPYC VM of benchmarks/RESULTS.md,
-all-MiniLM-L6-v2 with DTYPE=auto, start to ready: 15.7 s when every start exported twice, 18-20 s
-on a first start now (export, fusions, int8), 7-8 s from the cache.
+renamed into place, so a crash never leaves a half-written graph; a second process making the
+same graph waits for the first, and a try that was killed is not repeated (``graph_lock``). The
+float32 graph is exported, then fused (``onnx_fusion``); int8 is quantized from the float32
+graph, so ``DTYPE=auto`` (which measures both on CPUs without native bf16) exports once, and a
+restarted container whose cache survived (an emptyDir at ``$HF_HOME``, the pod's own) exports
+nothing. Measured on the 2-core AMD EPYC VM of benchmarks/RESULTS.md, all-MiniLM-L6-v2 with
+DTYPE=auto, start to ready: 15.7 s when every start exported twice, 18-20 s on a first start now
+(export, fusions, int8), 7-8 s from the cache.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from ..checkpoint import Checkpoint
 from ..hardware import int8_needs_reduced_range, memory_headroom
+from .graph_lock import EarlierTryKilled, making
 from .onnx_fusion import fuse, root_logger_quiet
 
 logger = logging.getLogger(__name__)
@@ -192,6 +194,28 @@ def remove_stale_scratch(root: Path, now: float | None = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _remove_scratch_of(root: Path, key: str) -> None:
+    for scratch in root.glob(f"{SCRATCH_PREFIX}{key}-*"):
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _make(checkpoint: Checkpoint, source: Path | None, root: Path, key: str) -> None:
+    """Make the graph (exported, or quantized from ``source``) in scratch and rename it to ``root/key``."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{key}-", dir=root))
+    try:
+        if source is None:
+            make_float32(checkpoint, scratch)
+        else:
+            quantize(checkpoint, source, scratch / GRAPH_FILE)
+        try:
+            scratch.rename(root / key)  # atomic; a process on a file system without locks may have won
+        except OSError:
+            if not (root / key / GRAPH_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None) -> Path:
     """The ONNX graph of a checkpoint in float32 or int8: from the cache, else made and cached."""
     preferred = cache_dir or default_cache_dir()
@@ -204,19 +228,17 @@ def graph_for(checkpoint: Checkpoint, dtype: str, cache_dir: Path | None = None)
     what, peak = ("exporting", EXPORT_PEAK) if source is None else ("quantizing", QUANTIZE_PEAK)
     _ensure_room(checkpoint, what, peak, memory_headroom())
     root = _writable_cache(preferred)
-    remove_stale_scratch(root)
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
     try:
-        if source is None:
-            make_float32(checkpoint, scratch)
-        else:
-            quantize(checkpoint, source, scratch / GRAPH_FILE)
-        try:
-            scratch.rename(root / key)  # atomic; another process may have won the race
-        except OSError:
-            if not (root / key / GRAPH_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with making(root, key) as locked:  # waits while another process makes this graph
+            if (root / key / GRAPH_FILE).is_file():
+                logger.info("ONNX graph from the cache, made by another process meanwhile: %s", root / key)
+                return root / key / GRAPH_FILE
+            if locked:  # any scratch of this graph is a dead try's: nobody else makes it while we hold the lock
+                _remove_scratch_of(root, key)
+            remove_stale_scratch(root)
+            _make(checkpoint, source, root, key)
+    except EarlierTryKilled:
+        _remove_scratch_of(root, key)  # the killed try's half-made graph
+        raise
     logger.info("ONNX graph made (%s) and cached: %s", dtype, root / key)
     return root / key / GRAPH_FILE
