@@ -10,6 +10,9 @@ import errno
 import fcntl
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -85,3 +88,28 @@ def test_a_file_system_without_locks_makes_the_graph_unguarded(
     with caplog.at_level(logging.WARNING), making(tmp_path, KEY) as locked:
         assert not locked
     assert "making the graph without one" in caplog.text and list(tmp_path.iterdir()) == []
+
+
+def test_a_maker_killed_with_sigkill_leaves_a_try_that_is_not_repeated(tmp_path: Path) -> None:
+    """The real thing: the kernel drops the dead process's flock, its words stay in the file."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_AND_WAIT, str(tmp_path), KEY], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    finally:
+        holder.send_signal(signal.SIGKILL)  # as the OOM killer ends it
+        holder.wait(10)
+    killed = rf"\(pid {holder.pid} on .*\) was killed before it finished"
+    with pytest.raises(EarlierTryKilled, match=killed), making(tmp_path, KEY):
+        pass
+
+
+_HOLD_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from reranker_server.backends.graph_lock import making
+with making(Path(sys.argv[1]), sys.argv[2]):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
