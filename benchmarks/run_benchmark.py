@@ -5,7 +5,7 @@
 (b) our server over HTTP at concurrency 1, 4 and 16, float32;
 (c) our server with DTYPE=auto (reduced precision where the CPU has it natively);
 (d) the machine's matrix-multiply rate, and each run's achieved FLOP/s as a fraction of it;
-plus a soak at concurrency 16 that samples the server's resident memory.
+plus a soak at concurrency 16 (float32, then int8) that samples the server's resident memory.
 
     python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
     python benchmarks/run_benchmark.py --llm   # (e) only: an LLM reranker against the model card's loop
@@ -429,7 +429,7 @@ def main() -> None:
             vs_in_process.setdefault(concurrency, []).append(rate / in_process)
     del onnx_in_process
     fp32_scores = server.scores(workload)
-    soak_samples = soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
+    soaks = {"float32": soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []}
     server.stop()
     torch_server = Server(model_dir, "float32", engine="pytorch")
     for _ in range(args.rounds):
@@ -449,6 +449,7 @@ def main() -> None:
     for _ in range(args.rounds):
         measure(f"(f) reranker-server over HTTP, DTYPE=int8 ({int8_engine}), c=4", int8.url, 4)
     int8_scores = int8.scores(workload)
+    soaks["int8"] = soak(int8, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
     int8.stop()
     torch_int8 = Server(model_dir, "int8", engine="pytorch")
     for _ in range(args.rounds):
@@ -528,15 +529,16 @@ def main() -> None:
         f"DTYPE=int8 vs float32 ranking agreement (Spearman per query): mean {np.mean(int8_agreement):.4f}, "
         f"min {np.min(int8_agreement):.4f}.",
     ]
-    if soak_samples:
-        rss = [mib for _, mib in soak_samples]
-        lines += [
-            "",
-            f"Soak: concurrency 16 for {soak_samples[-1][0]:.0f} s after a 30 s warm-up, new texts throughout; "
-            "server RSS "
-            f"start {rss[0]:.0f} MiB, end {rss[-1]:.0f} MiB, max {max(rss):.0f} MiB "
-            f"(samples: {', '.join(f'{mib:.0f}' for mib in rss)}).",
-        ]
+    for dtype, samples in soaks.items():
+        if samples:
+            rss = [mib for _, mib in samples]
+            spread = 100 * (max(rss) - min(rss)) / rss[0]
+            lines += [
+                "",
+                f"Soak, DTYPE={dtype}: concurrency 16 for {samples[-1][0]:.0f} s after a 30 s warm-up, new texts "
+                f"throughout; server RSS start {rss[0]:.0f} MiB, end {rss[-1]:.0f} MiB, max {max(rss):.0f} MiB, "
+                f"spread {spread:.1f}% (samples: {', '.join(f'{mib:.0f}' for mib in rss)}).",
+            ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
