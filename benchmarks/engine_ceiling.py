@@ -34,9 +34,9 @@ OPENVINO_PYTHON = Path(os.environ.get("OPENVINO_PYTHON", REPO / ".cache/peers/op
 Shape = tuple[int, int]
 
 
-def feeds(names: list[str], shape: Shape, vocabulary: int) -> dict[str, np.ndarray]:
+def feeds(names: list[str], shape: Shape, vocabulary: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One full batch of random token ids (the kernels' time doesn't depend on which ids)."""
-    ids = np.random.default_rng(0).integers(1000, vocabulary, shape).astype(np.int64)
+    ids = np.random.default_rng(seed).integers(1000, vocabulary, shape).astype(np.int64)
     every = {"input_ids": ids, "attention_mask": np.ones(shape, np.int64), "token_type_ids": np.zeros(shape, np.int64)}
     return {name: every[name] for name in names}
 
@@ -84,10 +84,9 @@ def quantize_openvino(source: str, target: str, vocabulary: int) -> None:
 
     rng = np.random.default_rng(0)
     data = []
-    for _ in range(40):
+    for seed in range(40):
         rows, length = int(rng.integers(4, 33)), int(rng.integers(16, 200))
-        batch = feeds(["input_ids", "attention_mask", "token_type_ids"], (rows, length), vocabulary)
-        batch["input_ids"] = rng.integers(1000, vocabulary, (rows, length)).astype(np.int64)
+        batch = feeds(["input_ids", "attention_mask", "token_type_ids"], (rows, length), vocabulary, seed)
         batch["attention_mask"][-1, length // 2 :] = 0
         data.append(batch)
     model = ov.Core().read_model(source)
@@ -144,30 +143,30 @@ def main() -> None:
     config, threads = checkpoint.config, cpu_quota()
     vocabulary = int(config["vocab_size"])
     graphs = {f"onnxruntime {d}": (sys.executable, str(graph_for(checkpoint, d))) for d in ("float32", "int8")}
-    scratch = tempfile.TemporaryDirectory()
-    if OPENVINO_PYTHON.exists():
-        exported, ov_int8 = Path(scratch.name) / "exported.onnx", Path(scratch.name) / "int8.xml"
-        export(checkpoint, exported)
-        in_own_process(OPENVINO_PYTHON, "--quantize-openvino", str(exported), str(ov_int8), str(vocabulary))
-        graphs["openvino float32"] = (str(OPENVINO_PYTHON), graphs["onnxruntime float32"][1])
-        graphs["openvino int8 (NNCF)"] = (str(OPENVINO_PYTHON), str(ov_int8))
-    else:
-        print(f"openvino: skipped, no {OPENVINO_PYTHON} (make peers installs it)")
+    with tempfile.TemporaryDirectory() as scratch:  # the NNCF graph, for the timed rounds
+        if OPENVINO_PYTHON.exists():
+            exported, ov_int8 = Path(scratch) / "exported.onnx", Path(scratch) / "int8.xml"
+            export(checkpoint, exported)
+            in_own_process(OPENVINO_PYTHON, "--quantize-openvino", str(exported), str(ov_int8), str(vocabulary))
+            graphs["openvino float32"] = (str(OPENVINO_PYTHON), graphs["onnxruntime float32"][1])
+            graphs["openvino int8 (NNCF)"] = (str(OPENVINO_PYTHON), str(ov_int8))
+        else:
+            print(f"openvino: skipped, no {OPENVINO_PYTHON} (make peers installs it)")
 
-    rates: dict[tuple[str, Shape], list[float]] = {}
-    for _ in range(args.rounds):
-        for shape in shapes:
-            for name, (python, path) in graphs.items():
-                worker_args = [
-                    name.split()[0],
-                    path,
-                    f"{shape[0]}x{shape[1]}",
-                    str(args.repeats),
-                    str(threads),
-                    str(vocabulary),
-                ]
-                rate = float(in_own_process(Path(python), "--worker", *worker_args))
-                rates.setdefault((name, shape), []).append(rate)
+        rates: dict[tuple[str, Shape], list[float]] = {}
+        for _ in range(args.rounds):
+            for shape in shapes:
+                for name, (python, path) in graphs.items():
+                    worker_args = [
+                        name.split()[0],
+                        path,
+                        f"{shape[0]}x{shape[1]}",
+                        str(args.repeats),
+                        str(threads),
+                        str(vocabulary),
+                    ]
+                    rate = float(in_own_process(Path(python), "--worker", *worker_args))
+                    rates.setdefault((name, shape), []).append(rate)
     print(f"\nRounds: {args.rounds}, {args.repeats} timed runs each, {threads} threads; pairs/s median [range]:\n")
     print("| engine | " + " | ".join(f"{r} x {t} tokens" for r, t in shapes) + " |")
     print("| --- |" + " ---: |" * len(shapes))
@@ -190,7 +189,6 @@ def main() -> None:
         if "DynamicQuantizeMatMul" in profile:
             rate = gemm_flops / profile["DynamicQuantizeMatMul"] / 1e6
             print(f"  its int8 GEMMs outside attention (DynamicQuantizeMatMul): {rate:.1f} GFLOP/s")
-    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -70,11 +70,12 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
+    flags = cpu_flags()
     return {
         "cpu": cpu,
         "cores": str(cpu_quota()),
-        "flags": " ".join(flag for flag in MATMUL_FLAGS if flag in cpu_flags()) or "none",
-        "lacks": " ".join(flag for flag in MATMUL_FLAGS if flag not in cpu_flags()) or "none",
+        "flags": " ".join(flag for flag in MATMUL_FLAGS if flag in flags) or "none",
+        "lacks": " ".join(flag for flag in MATMUL_FLAGS if flag not in flags) or "none",
         "native bf16": str(cpu_has_native_bf16()),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -429,7 +430,11 @@ def main() -> None:
             vs_in_process.setdefault(concurrency, []).append(rate / in_process)
     del onnx_in_process
     fp32_scores = server.scores(workload)
-    soaks = {"float32": soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []}
+
+    def soaked(server: Server) -> list[tuple[float, float]]:
+        return soak(server, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
+
+    soaks = {"float32": soaked(server)}
     server.stop()
     torch_server = Server(model_dir, "float32", engine="pytorch")
     for _ in range(args.rounds):
@@ -449,7 +454,7 @@ def main() -> None:
     for _ in range(args.rounds):
         measure(f"(f) reranker-server over HTTP, DTYPE=int8 ({int8_engine}), c=4", int8.url, 4)
     int8_scores = int8.scores(workload)
-    soaks["int8"] = soak(int8, args.soak_seconds, args.documents, args.doc_tokens) if args.soak_seconds else []
+    soaks["int8"] = soaked(int8)
     int8.stop()
     torch_int8 = Server(model_dir, "int8", engine="pytorch")
     for _ in range(args.rounds):

@@ -52,10 +52,11 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
 EXPORT_PEAK = 2.3
 QUANTIZE_PEAK = 4.0
 _HALF_PRECISION = ("float16", "bfloat16")
-# Graphs are made in a scratch directory and renamed into place. One that nothing has written to
-# for an hour was left by a try that was killed (an OOM-killed loader Job or pod): on the model
-# volume its half-made graph (GBs for a large encoder) would otherwise stay for good. The longest
-# making measured, a 560M-parameter XLM-R, took about two minutes.
+# Graphs are made in a scratch directory named by their key and renamed into place. A try that was
+# killed (an OOM-killed loader Job or pod) leaves its half-made graph, GBs for a large encoder, on
+# the model volume: the next maker of that key removes it (it holds the key's lock, so no live try
+# writes there), and any scratch nothing has written to for an hour goes too (keys nobody makes
+# again). The longest making measured, a 560M-parameter XLM-R, took about two minutes.
 SCRATCH_PREFIX = ".partial-"
 STALE_SCRATCH_SECONDS = 3600
 
