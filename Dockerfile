@@ -28,37 +28,43 @@ RUN if [ "$TORCH_VARIANT" = "cpu" ] && [ -n "$TORCH_INDEX_URL" ]; then \
     else \
       pip install "$TORCH_SPEC"; \
     fi
-COPY pyproject.toml README.md ./
+# requirements-lock.txt: the versions the test suite passed with (torch is TORCH_SPEC's)
+COPY pyproject.toml README.md requirements-lock.txt ./
 COPY server ./server
 COPY operator ./operator
 COPY contract ./contract
-RUN pip install ".[server]" && rm -rf /app/server /app/operator /app/contract /app/build
+RUN pip install -c requirements-lock.txt ".[server]" && rm -rf /app/server /app/operator /app/contract /app/build
 # MALLOC_ARENA_MAX=2: glibc's per-thread arenas fragment under torch's varying tensor shapes;
 # two arenas cut the server's resident memory by about a third (benchmarks/RESULTS.md).
 ENV HF_HOME=/models/hf \
     HOST=0.0.0.0 \
     PORT=8000 \
     MALLOC_ARENA_MAX=2
-# BAKE_MODEL: a Hugging Face id fetched at build time into the image's cache, for clusters with
-# no route to the hub; MODEL_NAME then defaults to it and the hub is never contacted at run time.
+# BAKE_MODEL: a Hugging Face id fetched at build time (verified, as the operator's loader does)
+# into the image's cache, for clusters with no route to the hub; MODEL_NAME then defaults to it and
+# the hub is never contacted at run time. BAKED_HUB_CACHE keeps it found when HF_HOME is moved
+# (the operator puts HF_HOME on a scratch volume). HF_ENDPOINT: a private hub mirror to bake from.
 ARG BAKE_MODEL=""
-RUN mkdir -p /models/hf \
+ARG HF_ENDPOINT=""
+RUN mkdir -p /models/hf/hub \
  && if [ -n "$BAKE_MODEL" ]; then \
-      python -c "import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1])" "$BAKE_MODEL"; \
+      HF_ENDPOINT="${HF_ENDPOINT:-https://huggingface.co}" \
+        reranker-server download "$BAKE_MODEL" --cache-dir /models/hf/hub; \
     fi \
  && chown -R 10001:10001 /models
 ENV MODEL_NAME=${BAKE_MODEL} \
-    HF_HUB_OFFLINE=${BAKE_MODEL:+1}
+    HF_HUB_OFFLINE=${BAKE_MODEL:+1} \
+    BAKED_HUB_CACHE=/models/hf/hub
 USER 10001:10001
 EXPOSE 8000
 ENTRYPOINT ["reranker-server"]
 
 FROM base AS operator
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements-lock.txt ./
 COPY server ./server
 COPY operator ./operator
 COPY contract ./contract
-RUN pip install ".[operator]" && rm -rf /app/server /app/operator /app/contract /app/build
+RUN pip install -c requirements-lock.txt ".[operator]" && rm -rf /app/server /app/operator /app/contract /app/build
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["reranker-operator"]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from e2e.conftest import BAKED_MODEL, NAMESPACE, REGISTRAR_MACHINE, REPO, Kube
+from tests.scores import ACROSS_ENGINES, assert_scores_close
 
 pytestmark = pytest.mark.e2e
 NAME = "minilm"
@@ -78,7 +79,7 @@ def test_fleet_end_to_end(cluster: Kube, tmp_path: Path) -> None:
         forward.terminate()
     served = np.array([next(r["relevance_score"] for r in body["results"] if r["index"] == i) for i in range(3)])
     reference = CrossEncoder(str(minilm_cross_dir()), device="cpu").predict([(query, d) for d in docs])
-    np.testing.assert_allclose(served, reference, atol=1e-4)
+    assert_scores_close(served, reference, ACROSS_ENGINES)
 
     # a spec change rolls out
     generation = kube.get("deployment", NAME)["metadata"]["generation"]

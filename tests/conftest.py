@@ -34,6 +34,19 @@ if _TOOLS.is_dir():
     os.environ["PATH"] = f"{_TOOLS}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+_KERNEL_CAPS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
+def pytest_report_header() -> str:
+    """The kernels the exact-score tests run on (make test-kernels forces each family in turn)."""
+    import torch
+
+    forced = [f"{k}={os.environ[k]}" for k in _KERNEL_CAPS if k in os.environ]
+    return f"torch {torch.__version__} CPU kernels: {torch.backends.cpu.get_cpu_capability()}" + (
+        f" (forced: {' '.join(forced)})" if forced else ""
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.keywords and not config.getoption("--e2e"):

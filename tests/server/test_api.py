@@ -73,10 +73,36 @@ def test_max_tokens_per_doc_changes_scores_and_is_cached_separately(client: Test
     assert full["results"][0]["relevance_score"] != cut["results"][0]["relevance_score"]
 
 
-def test_empty_documents_answer_an_empty_ranking(client: TestClient) -> None:
-    body = client.post("/v1/rerank", json={"query": QUERY, "documents": []}).json()
-    assert body["results"] == [] and body["usage"]["total_tokens"] == 0
-    assert client.post("/rerank", json={"query": QUERY, "texts": []}).json() == []
+def _pairs_scored(client: TestClient) -> float:
+    [line] = [x for x in client.get("/metrics").text.splitlines() if x.startswith("reranker_pairs_scored_total ")]
+    return float(line.split()[1])
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/v1/rerank", {"query": QUERY, "documents": []}, "documents"),
+        ("/v2/rerank", {"query": QUERY, "documents": []}, "documents"),
+        ("/rerank", {"query": QUERY, "texts": []}, "texts"),
+    ],
+)
+def test_no_documents_is_a_422_naming_the_field_and_bills_nothing(
+    client: TestClient, path: str, payload: dict[str, Any], field: str
+) -> None:
+    before = _pairs_scored(client)
+    response = client.post(path, json=payload)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == field and body["message"].startswith(field)
+    assert "meta" not in body and "usage" not in body  # nothing billed
+    assert _pairs_scored(client) == before
+
+
+def test_top_n_above_the_number_of_documents_returns_them_all(client: TestClient) -> None:
+    body = client.post("/v2/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 99}).json()
+    assert sorted(r["index"] for r in body["results"]) == [0, 1, 2]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RerankRequest"]["properties"]
+    assert "above the number of documents returns all" in schema["top_n"]["description"]
 
 
 @pytest.mark.parametrize(
@@ -89,6 +115,7 @@ def test_empty_documents_answer_an_empty_ranking(client: TestClient) -> None:
         ("/v1/rerank", {"query": "q", "documents": ["a", 7]}, 422, "documents"),
         ("/v1/rerank", {"query": "q", "documents": [{"title": "no text"}]}, 422, "documents"),
         ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
+        ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": -3}, 422, "top_n"),
         ("/v2/rerank", {"query": "q", "documents": ["a"], "max_tokens_per_doc": -1}, 422, "max_tokens_per_doc"),
         ("/v1/rerank", {"query": "q", "documents": ["a"] * 51}, 413, "documents"),
         ("/v1/rerank", {"query": "q", "documents": ["a", "b" * 5001]}, 413, "documents[1]"),

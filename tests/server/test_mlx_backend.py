@@ -10,6 +10,7 @@ import pytest
 
 from reranker_server import scoring
 from reranker_server.backends import pad
+from tests.scores import MLX_CPU, assert_scores_close
 
 pytestmark = pytest.mark.mlx
 
@@ -23,6 +24,7 @@ def _batch(model: Any) -> Any:
     return pad(model.encoder.encode_texts([QUERY, *DOCS]), model.encoder.pad_id)
 
 
+@pytest.mark.scores
 @pytest.mark.parametrize("fixture", ["minilm_cross_model", "xlmr_cross_model", "embedded_model"])
 def test_float32_parity_with_pytorch(fixture: str, request: pytest.FixtureRequest) -> None:
     from reranker_server.backends.mlx_backend import MlxBackend
@@ -31,7 +33,7 @@ def test_float32_parity_with_pytorch(fixture: str, request: pytest.FixtureReques
     batch = _batch(model)
     ours = MlxBackend(model.checkpoint, dtype="float32").forward(batch)
     reference = model.backend.forward(batch)
-    np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=0)
+    assert_scores_close(ours, reference, MLX_CPU)
 
 
 def test_float16_and_quantized_weights_keep_the_ranking(xlmr_cross_model: Any) -> None:
@@ -60,7 +62,7 @@ def test_mlx_backend_serves_through_the_same_batching_and_cache(xlmr_cross_dir: 
         health = client.get("/health").json()["model"]
     assert health["backend"] == "mlx" and health["device"].startswith("mlx")
     by_index = np.array([next(r["score"] for r in served if r["index"] == i) for i in range(len(DOCS))])
-    np.testing.assert_allclose(by_index, xlmr_cross_model.score_sync(QUERY, DOCS), atol=1e-4)
+    assert_scores_close(by_index, xlmr_cross_model.score_sync(QUERY, DOCS), MLX_CPU)
 
 
 LLM_QUERY = "what is the capital of france"
@@ -75,13 +77,14 @@ def _llm_batch(model: Any) -> Any:
     return pad(model.task.encode(LLM_QUERY, LLM_DOCS, ScoreOptions()).sequences, model.encoder.pad_id)
 
 
+@pytest.mark.scores
 def test_llm_reranker_through_mlx_lm_matches_pytorch(qwen3_model: Any) -> None:
     """mlx-lm's Qwen3 implementation and loader, right-padded rows of mixed lengths, float32."""
     from reranker_server.backends.mlx_lm_backend import MlxLmBackend
 
     batch = _llm_batch(qwen3_model)
     ours = MlxLmBackend(qwen3_model.checkpoint, dtype="float32").forward(batch)
-    np.testing.assert_allclose(ours, qwen3_model.backend.forward(batch), atol=1e-4, rtol=0)
+    assert_scores_close(ours, qwen3_model.backend.forward(batch), MLX_CPU)
 
 
 @pytest.mark.parametrize("bits", [8, 4])

@@ -32,6 +32,7 @@ from reranker_server.scoring import spearman
 from reranker_server.settings import Settings
 from reranker_server.tasks import ScoreOptions
 from tests.processes import rss_mib
+from tests.scores import ACROSS_ENGINES, assert_scores_close
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,7 @@ def _ragged_sequences(model: Any) -> list[Sequence]:
     return sequences
 
 
+@pytest.mark.scores
 @pytest.mark.parametrize("fixture", ["minilm_cross_dir", "xlmr_cross_dir", "minilm_embed_dir"])
 def test_onnxruntime_rows_equal_pytorch_rows(fixture: str, request: pytest.FixtureRequest) -> None:
     model_dir: Path = request.getfixturevalue(fixture)
@@ -84,11 +86,11 @@ def test_onnxruntime_rows_equal_pytorch_rows(fixture: str, request: pytest.Fixtu
     batch = pad(sequences, torch.encoder.pad_id)
     ours, reference = onnx.backend.forward(batch), torch.backend.forward(batch)
     assert ours.dtype == np.float32 and ours.shape == reference.shape
-    np.testing.assert_allclose(ours, reference, atol=2e-5, rtol=0)
+    assert_scores_close(ours, reference, ACROSS_ENGINES)
     # the shortest row alone (no padding at all) scores as it does inside the padded batch
     shortest = min(range(len(sequences)), key=lambda i: len(sequences[i]))
     alone = onnx.backend.forward(pad([sequences[shortest]], torch.encoder.pad_id))
-    np.testing.assert_allclose(alone[0], reference[shortest], atol=2e-5, rtol=0)
+    assert_scores_close(alone[0], reference[shortest], ACROSS_ENGINES)
 
 
 def test_onnxruntime_int8_ranks_close_to_float32(embedded_model: Any) -> None:
@@ -148,8 +150,9 @@ def test_a_checkpoint_is_exported_once_and_int8_is_quantized_from_it(
     checkpoint = inspect(str(minilm_cross_dir), None)
     first = {dtype: OnnxRuntimeBackend(checkpoint, dtype, cache_dir=tmp_path) for dtype in ("float32", "int8")}
     assert (export.count, quantize.count) == (1, 1)  # int8 came from the float32 graph
+    # graphs are named after the checkpoint's folder, then the dtype, then a key
     assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()) == [
-        "minilm-cross-v1-tf5.24.0-float32", "minilm-cross-v1-tf5.24.0-int8"]  # fmt: skip
+        f"{minilm_cross_dir.name}-float32", f"{minilm_cross_dir.name}-int8"]  # fmt: skip
     # a restart with the cache in place: nothing exported, the same rows
     again = {dtype: OnnxRuntimeBackend(checkpoint, dtype, cache_dir=tmp_path) for dtype in ("float32", "int8")}
     assert (export.count, quantize.count) == (1, 1)

@@ -22,6 +22,7 @@ from reranker_server.checkpoint import Checkpoint, inspect
 from reranker_server.encoding import Encoder
 from reranker_server.model import CALIBRATION_DOCUMENTS
 from reranker_server.tasks import ScoreOptions, task_for
+from tests.scores import ACROSS_ENGINES, assert_scores_close
 
 
 def _ops(graph: Path) -> Counter[str]:
@@ -70,7 +71,7 @@ def test_a_fusion_that_changes_the_rows_is_dropped(
     # the exported graph serves, with the fused one's rows
     batch = _ragged_batch(checkpoint)
     unfused = OnnxRuntimeBackend(checkpoint, "float32", cache_dir=tmp_path / "unfused").forward(batch)
-    np.testing.assert_allclose(unfused, fused.forward(batch), atol=1e-5, rtol=0)
+    assert_scores_close(unfused, fused.forward(batch), ACROSS_ENGINES)
 
 
 def test_an_optimizer_that_fails_leaves_the_exported_graph(

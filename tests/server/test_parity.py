@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.scores import ACROSS_ENGINES, assert_scores_close
 from tests.server.helpers import app_client
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,7 @@ def _served_scores(model: Any, endpoint: str = "/v1/rerank", raw: bool = False) 
     return np.array([by_index[i] for i in range(len(DOCS))])
 
 
+@pytest.mark.scores
 @pytest.mark.parametrize("fixture", ["minilm_cross", "xlmr_cross"])
 @pytest.mark.parametrize("endpoint", ["/v1/rerank", "/rerank"])
 def test_cross_encoder_scores_equal_sentence_transformers(
@@ -46,10 +48,11 @@ def test_cross_encoder_scores_equal_sentence_transformers(
     model = request.getfixturevalue(f"{fixture}_model")
     reference = CrossEncoder(str(model_dir), device="cpu").predict([(QUERY, d) for d in DOCS], batch_size=3)
     ours = _served_scores(model, endpoint)
-    np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
+    assert_scores_close(ours, reference, ACROSS_ENGINES)
     assert len(set(np.round(reference, 6))) > 3  # the fixture's scores really differ
 
 
+@pytest.mark.scores
 def test_bi_encoder_scores_equal_sentence_transformers_cosine(embedded_model: Any, minilm_embed_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -59,10 +62,10 @@ def test_bi_encoder_scores_equal_sentence_transformers_cosine(embedded_model: An
     reference = embeddings[1:] @ embeddings[0] / (norms[1:] * norms[0])
     assert reference.min() < 0  # the case the normalization is for
     # TEI raw_scores: the cosine itself; Cohere routes and plain /rerank: (cosine + 1) / 2, in 0..1
-    np.testing.assert_allclose(_served_scores(embedded_model, "/rerank", raw=True), reference, atol=1e-5, rtol=0)
+    assert_scores_close(_served_scores(embedded_model, "/rerank", raw=True), reference, ACROSS_ENGINES)
     for endpoint in ("/v1/rerank", "/v2/rerank", "/rerank"):
         served = _served_scores(embedded_model, endpoint)
-        np.testing.assert_allclose(served, (reference + 1) / 2, atol=1e-5, rtol=0)
+        assert_scores_close(served, (reference + 1) / 2, ACROSS_ENGINES)
         assert served.min() >= 0 and served.max() <= 1
 
 
