@@ -1,13 +1,10 @@
 """The container images really build and serve (opt-in: ``pytest --run-image tests/test_images.py``).
 
-No registry is reachable, so the base is a Debian bookworm rootfs made with debootstrap and
-imported into buildah; images build daemonless (vfs storage, chroot isolation, host network)
-with the host's CA bundle mounted for pip and the local CPU torch wheel passed in.
+How they build here (debootstrapped base, buildah, no registry): ``tests/images.py``.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,79 +13,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import images
+from tests.images import buildah
 from tests.processes import free_port
 
 pytestmark = pytest.mark.image
 
-REPO = Path(__file__).resolve().parent.parent
-BASE = "localhost/reranker-test-base:bookworm"
-SUITE = "bookworm"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-WHEELS = Path("/opt/wheels")
-
-
-def apt_mirror(suite: str = SUITE, sources: Path = Path("/etc/apt")) -> str | None:
-    """The archive this machine's apt already uses for ``suite`` (one-line and deb822 formats),
-    so the image test uses whatever mirror the machine is configured with and names none."""
-    files = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]
-    for path in files:
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            parts = [p for p in line.split() if not p.startswith("[")]  # drop [signed-by=...] options
-            if len(parts) >= 3 and parts[0] == "deb" and parts[2] == suite:
-                return parts[1]
-    for path in sorted((sources / "sources.list.d").glob("*.sources")):
-        for stanza in path.read_text().split("\n\n"):
-            fields = dict(
-                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
-            )
-            if "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split():
-                return fields["URIs"].split()[0].strip()
-    return None
-
-
-def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["buildah", "--storage-driver", "vfs", *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"buildah {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
 
 @pytest.fixture(scope="module")
-def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    for tool in ("buildah", "debootstrap"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install buildah debootstrap)")
-    if buildah("inspect", "--type", "image", BASE, check=False).returncode == 0:
-        return BASE
-    mirror = apt_mirror()
-    if mirror is None:
-        pytest.skip(f"no apt source for Debian {SUITE} on this machine to debootstrap from")
-    rootfs = tmp_path_factory.mktemp("rootfs")
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", "--include=python3,python3-pip,python-is-python3,ca-certificates",
-         SUITE, str(rootfs), mirror],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    container = buildah("from", "scratch").stdout.strip()
-    buildah("copy", container, str(rootfs), "/")
-    # Debian marks its Python externally managed; images install into it on purpose
-    buildah("config", "--env", "PIP_BREAK_SYSTEM_PACKAGES=1", container)
-    buildah("commit", container, BASE)
-    buildah("rm", container)
-    return BASE
+def base_image() -> str:
+    try:
+        return images.base_image()
+    except images.ImagesUnavailable as missing:
+        pytest.skip(str(missing))
 
 
 def build(target: str, tag: str, base: str) -> None:
-    wheel = sorted(WHEELS.glob("torch-2.13.0*cp311*.whl"))
-    args = [
-        "bud", "--isolation", "chroot", "--network", "host", "--layers=false",
-        "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
-        "--build-arg", f"PYTHON_BASE={base}",
-        "--target", target, "-t", tag,
-    ]  # fmt: skip
-    if wheel:  # the CPU build on this machine's disk, instead of a multi-gigabyte download
-        args += ["-v", f"{WHEELS}:{WHEELS}:ro", "--build-arg", f"TORCH_SPEC={wheel[0]}"]
-    buildah(*args, str(REPO))
+    images.build(target, tag, base)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ TLS_KEY_FILE = "TLS_KEY_FILE"
 HF_HOME = "HF_HOME"
 HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # set with a model cache: the pods never ask the hub
 HF_TOKEN = "HF_TOKEN"  # gated models: on the loader Job only, from spec.model.tokenSecretRef
+HF_ENDPOINT = "HF_ENDPOINT"  # a hub mirror: spec.model.hubEndpoint, else the chart's hub.endpoint
 OMP_NUM_THREADS = "OMP_NUM_THREADS"
 MKL_NUM_THREADS = "MKL_NUM_THREADS"
 
@@ -40,7 +41,7 @@ SERVER_SETTINGS = frozenset(
      MAX_PARALLEL_REQUESTS, MAX_QUEUE_SIZE, CACHE_SIZE, SHUTDOWN_DELAY, SHUTDOWN_GRACE, TORCH_THREADS,
      ENABLE_DISTRIBUTED, REDIS_URL, REDIS_TTL_SECONDS, API_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE}
 )  # fmt: skip
-LIBRARY_ENV = frozenset({HF_HOME, HF_HUB_OFFLINE, HF_TOKEN, OMP_NUM_THREADS, MKL_NUM_THREADS})
+LIBRARY_ENV = frozenset({HF_HOME, HF_HUB_OFFLINE, HF_TOKEN, HF_ENDPOINT, OMP_NUM_THREADS, MKL_NUM_THREADS})
 
 # Set from spec fields, so spec.env may not override them (the operator refuses such a spec).
 RESERVED = frozenset(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .crash_loop import ServerCrash
 from .model_cache import CacheState
 from .models import RerankerSpec
 from .profiles import parse_cpu
@@ -63,9 +64,10 @@ def compute(
     min_replicas: int,
     cache: CacheState | None = None,
     autoscaler_problem: str | None = None,
+    crash: ServerCrash | None = None,
 ) -> list[Condition]:
     """Ready, Progressing and Degraded from what the operator knows now; ModelCached with a cache."""
-    computed = _compute(generation, problems, apply_error, deployment, min_replicas, cache)
+    computed = _compute(generation, problems, apply_error, deployment, min_replicas, cache, crash)
     degraded = next(c for c in computed if c.type == "Degraded")
     if autoscaler_problem and not degraded.status:  # the pods serve; only scaling is missing
         computed = [c for c in computed if c.type != "Degraded"]
@@ -83,6 +85,7 @@ def _compute(
     deployment: dict[str, Any] | None,
     min_replicas: int,
     cache: CacheState | None,
+    crash: ServerCrash | None,
 ) -> list[Condition]:
     if problems:
         message = "; ".join(problems)
@@ -111,6 +114,8 @@ def _compute(
     stalled = dconds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" and not loading
     if cache is not None and cache.phase == "Failed":
         degraded = Condition("Degraded", True, "ModelLoadFailed", cache.message)
+    elif crash is not None:
+        degraded = Condition("Degraded", True, crash.reason, crash.message)
     elif failure.get("status") == "True":
         degraded = Condition("Degraded", True, "ReplicaFailure", failure.get("message", "pods cannot be created"))
     elif stalled:

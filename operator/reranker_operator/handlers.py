@@ -22,7 +22,7 @@ import kopf
 from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
 
-from . import autoscaling, external, model_cache, ownership
+from . import autoscaling, crash_loop, external, model_cache, ownership
 from .endpoints import Thresholds
 from .kube import KINDS, Kube, KubeError
 from .models import GROUP, PLURAL, VERSION, ModelRef
@@ -85,19 +85,32 @@ def registered_endpoints(body: kopf.Body, namespace: str | None, **_: Any) -> di
     return {(namespace or "", reranker): _trimmed(body)} if reranker else {}
 
 
-@kopf.index("", "v1", "pods", labels={**ownership.MANAGED_LABELS, "app.kubernetes.io/component": "server"})
+SERVER_POD_LABELS = {**ownership.MANAGED_LABELS, "app.kubernetes.io/component": "server"}
+
+
+@kopf.index("", "v1", "pods", labels=SERVER_POD_LABELS)
 def server_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
-    """Server pods by their Reranker: what the operator autoscaler reads /metrics from."""
+    """Server pods by their Reranker: what the operator autoscaler reads /metrics from, and whether
+    their server keeps crashing."""
     owner = labels.get("app.kubernetes.io/instance")
     if not owner:
         return {}
-    # only what the autoscaler reads: a pod's full spec would cost ~10 KiB each in this cache
+    # only what is read: a pod's full spec would cost ~10 KiB each in this cache
     pod = {
         "metadata": {"name": body.metadata.name, "deletionTimestamp": body.metadata.get("deletionTimestamp")},
         "spec": {"containers": [{"ports": c.get("ports") or []} for c in body.spec.get("containers") or []]},
         "status": {"podIP": body.status.get("podIP"), "conditions": body.status.get("conditions") or []},
+        "server": crash_loop.container_summary({"status": dict(body.status)}),
     }
     return {(namespace or "", owner): pod}
+
+
+@kopf.on.event("", "v1", "pods", labels=SERVER_POD_LABELS)
+async def server_pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A restart changes no Deployment status: the owner's conditions are refreshed from the pods."""
+    owner = labels.get("app.kubernetes.io/instance")
+    if owner:
+        await _reconcile_cached(memo, kwargs, namespace or "", owner, scope=lambda key: False)
 
 
 def _index_id(kind: str) -> str:
@@ -181,6 +194,7 @@ def _observed(
         memo.scaling.get(uid),
         statuses.get(uid),
         lambda status: statuses.__setitem__(uid, status),
+        list(indexes["server_pods"].get(key, ())),
     )
 
 

@@ -122,7 +122,11 @@ def loader_job(
 ) -> dict[str, Any]:
     """``graphs``: for pods that run ONNX Runtime, the loader also makes their graphs into the claim
     (``download --onnx``): the read-only pods start from them instead of each exporting the model."""
-    env: list[dict[str, Any]] = [{"name": env_names.HF_HOME, "value": HF_HOME}]
+    # online even in an image built for offline pods (the Dockerfile's BAKE_MODEL sets HF_HUB_OFFLINE=1)
+    env: list[dict[str, Any]] = [{"name": env_names.HF_HOME, "value": HF_HOME},
+                                 {"name": env_names.HF_HUB_OFFLINE, "value": "0"}]  # fmt: skip
+    if model.hub_endpoint:
+        env.append({"name": env_names.HF_ENDPOINT, "value": model.hub_endpoint})
     if model.token_secret_ref is not None:
         ref = model.token_secret_ref
         env.append({"name": env_names.HF_TOKEN, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})

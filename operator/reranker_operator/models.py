@@ -65,6 +65,15 @@ class ModelRef(_CamelModel):
     revision: str | None = None
     cache: ModelCache | None = None
     token_secret_ref: SecretKeyRef | None = None  # HF_TOKEN for gated models (the loader only)
+    # HF_ENDPOINT: a hub mirror the loader (or, without a cache, the pods) fetches from
+    hub_endpoint: str | None = Field(None, pattern=r"^https?://\S+$")
+
+
+def with_hub_endpoint(spec: RerankerSpec, default: str | None) -> RerankerSpec:
+    """The spec with the operator's hub mirror where the Reranker names none."""
+    if spec.model.hub_endpoint or not default:
+        return spec
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"hub_endpoint": default})})
 
 
 class Replicas(_CamelModel):

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions, model_cache, ownership, profiles, resources
+from . import conditions, crash_loop, model_cache, ownership, profiles, resources
 from .kube import Kube, KubeError
-from .models import RerankerSpec
+from .models import RerankerSpec, with_hub_endpoint
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Observed:
     # The status this operator last wrote, which the cached Reranker may not show yet.
     last_status: dict[str, Any] | None = None
     record_status: Callable[[dict[str, Any]], None] | None = None  # told what was written
+    pods: list[dict[str, Any]] = field(default_factory=list)  # its server pods, as the pod index trims them
 
 
 def _now() -> str:
@@ -121,6 +122,7 @@ async def reconcile(
     autoscaler_problem: str | None = None
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
+        spec = with_hub_endpoint(spec, settings.default_hub_endpoint)
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
         desired = ownership.desired_children(
@@ -160,6 +162,7 @@ async def reconcile(
         min_replicas=spec.replicas.min if spec else 1,
         cache=cache,
         autoscaler_problem=autoscaler_problem,
+        crash=crash_loop.crash_of(observed.pods),
     )
     current = body.get("status") or {}
     previous = current.get("conditions") or []

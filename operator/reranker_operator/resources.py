@@ -18,6 +18,9 @@ from .profiles import PROFILES, HardwareProfile, ProbeTiming
 MANAGED_BY = "reranker-operator"
 CONTAINER_PORT = 8000
 MODEL_CACHE_DIR = model_cache.MOUNT
+# Without a model cache claim: a writable emptyDir for hub downloads and ONNX graphs, away from
+# /models, where images keep the models baked into them (a volume there would hide them).
+SCRATCH_DIR = "/var/cache/reranker"
 POD_SECURITY = {
     "runAsNonRoot": True,
     "runAsUser": 10001,
@@ -150,7 +153,7 @@ def server_env(
         env_names.CACHE_SIZE: str(profile.cache_size),
         env_names.SHUTDOWN_DELAY: "1",  # preStop already waited drain_seconds; fail /ready briefly, then close
         env_names.SHUTDOWN_GRACE: str(profile.shutdown_grace_seconds),
-        env_names.HF_HOME: f"{MODEL_CACHE_DIR}/hf",
+        env_names.HF_HOME: f"{cache_mount(spec)}/hf",
         env_names.TORCH_THREADS: threads,
         env_names.OMP_NUM_THREADS: threads,
         env_names.MKL_NUM_THREADS: threads,
@@ -159,6 +162,9 @@ def server_env(
         managed[env_names.MODEL_REVISION] = spec.model.revision
     if spec.model.cache is not None:
         managed[env_names.HF_HUB_OFFLINE] = "1"  # the loader filled the claim; never ask the hub
+    elif spec.model.hub_endpoint:  # the pods fetch the model themselves, from the mirror
+        managed[env_names.HF_ENDPOINT] = spec.model.hub_endpoint
+        managed[env_names.HF_HUB_OFFLINE] = "0"
     if spec.auth is not None:
         managed[env_names.API_KEY_FILE] = f"{API_KEYS_DIR}/{spec.auth.api_key_secret_ref.key}"
     if spec.tls is not None:
@@ -186,6 +192,11 @@ def server_env(
             entry["value"] = var.value or ""
         env.append(entry)
     return env
+
+
+def cache_mount(spec: RerankerSpec) -> str:
+    """Where the pod's Hugging Face cache lives: the claim's mount, else the scratch directory."""
+    return MODEL_CACHE_DIR if spec.model.cache is not None else SCRATCH_DIR
 
 
 def secret_volumes(spec: RerankerSpec) -> list[dict[str, Any]]:
@@ -252,8 +263,10 @@ def deployment(
                 # that before SIGTERM, after which the server finishes what it has in flight
                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(profile.drain_seconds)]}}},
                 "securityContext": CONTAINER_SECURITY,
+                # the server writes why it stopped there; a crash with nothing written shows its log's end
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [
-                    {"name": "model-cache", "mountPath": MODEL_CACHE_DIR} | ({"readOnly": True} if cached else {}),
+                    {"name": "model-cache", "mountPath": cache_mount(spec)} | ({"readOnly": True} if cached else {}),
                     {"name": "tmp", "mountPath": "/tmp"},
                     *secret_mounts(spec),
                 ],

@@ -13,6 +13,9 @@ class OperatorSettings(BaseSettings):
     watch_namespace: str | None = Field(None, description="Watch only this namespace; unset: all namespaces.")
     field_manager: str = Field("reranker-operator", description="Server-side apply field manager.")
     drift_interval: float = Field(60.0, gt=0, description="Seconds between drift checks of each Reranker.")
+    default_hub_endpoint: str | None = Field(
+        None, description="Hub mirror (HF_ENDPOINT) for Rerankers whose spec.model names no hubEndpoint."
+    )
     default_redis_url: str | None = Field(
         None, description="Shared score cache for Rerankers without spec.cache.redis (distributed mode)."
     )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -21,6 +24,20 @@ from .runtime import Runtime
 from .settings import Settings
 
 logger = logging.getLogger("reranker_server")
+# Where Kubernetes reads a container's last words (the pod's terminationMessagePath); elsewhere absent
+TERMINATION_LOG_ENV = "TERMINATION_MESSAGE_PATH"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def fail(message: str, code: int = 1) -> SystemExit:
+    """The process's end with one line: on stderr, and in the termination log where one exists, so
+    `kubectl describe pod` and the operator's Degraded condition show why the server stopped."""
+    path = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    if path.exists():
+        with contextlib.suppress(OSError):  # read-only: FallbackToLogsOnError still takes the log's end
+            path.write_text(message[:4096])  # the kubelet keeps 4096 bytes
+    print(message, file=sys.stderr, flush=True)
+    return SystemExit(code)
 
 
 def _parse_bool(value: str) -> bool:
@@ -115,7 +132,7 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"can't be used: {exc.strerror}"
-        raise SystemExit(f"reranker-server: {host}:{port} {reason} (set PORT / --port, HOST / --host)") from None
+        raise fail(f"reranker-server: {host}:{port} {reason} (set PORT / --port, HOST / --host)") from None
     sock.set_inheritable(True)
     return sock
 
@@ -131,9 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        for line in settings_errors(exc):
-            print(f"reranker-server: {line}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise fail("\n".join(f"reranker-server: {line}" for line in settings_errors(exc)), code=2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = listen(settings.host, settings.port)
     app = create_app(settings)
@@ -157,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if server.interrupted:  # uvicorn's re-raise didn't reach us (seen once in CI: exit 0 after Ctrl-C)
         raise SystemExit(130)
     if runtime.phase == "failed":
-        raise SystemExit(f"reranker-server: the model failed to load: {runtime.error}")
+        raise fail(f"reranker-server: the model failed to load: {runtime.error}")
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def cache_source(model_id: str) -> str:
     return f"cache:{model_id}"
 
 
-def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, str]:
-    """Return (directory, model id, source label). Hub ids go through the local HF cache."""
+def resolve(model_name: str | None, revision: str | None, baked_hub_cache: Path | None = None) -> tuple[Path, str, str]:
+    """Return (directory, model id, source label). Hub ids go through the local HF cache, then the
+    image's baked one."""
     if not model_name:
         return embedded_model_path(), EMBEDDED_MODEL_ID, f"embedded:{EMBEDDED_MODEL_ID}"
     local = Path(model_name).expanduser()
@@ -63,10 +64,11 @@ def resolve(model_name: str | None, revision: str | None) -> tuple[Path, str, st
 
     from .download import MODEL_FILE_PATTERNS, verified_snapshot
 
-    # filled by `reranker-server download` (the operator's loader Job): no hub request at all
-    cached = verified_snapshot(Path(constants.HF_HUB_CACHE), model_name, revision)
-    if cached is not None:
-        return cached, model_name, cache_source(model_name)
+    # filled by `reranker-server download` (the operator's loader Job, the image build): no hub request at all
+    for cache_dir in (Path(constants.HF_HUB_CACHE), *([baked_hub_cache] if baked_hub_cache else [])):
+        cached = verified_snapshot(cache_dir, model_name, revision)
+        if cached is not None:
+            return cached, model_name, cache_source(model_name)
     try:
         path = snapshot_download(model_name, revision=revision, allow_patterns=list(MODEL_FILE_PATTERNS))
     except Exception as exc:
@@ -147,9 +149,13 @@ def _max_length(path: Path, config: dict[str, Any], cap: int | None) -> int:
 
 
 def inspect(
-    model_name: str | None, revision: str | None, max_input_length: int | None = None, template: str = "auto"
+    model_name: str | None,
+    revision: str | None,
+    max_input_length: int | None = None,
+    template: str = "auto",
+    baked_hub_cache: Path | None = None,
 ) -> Checkpoint:
-    path, model_id, source = resolve(model_name, revision)
+    path, model_id, source = resolve(model_name, revision, baked_hub_cache)
     return read(path, model_id, source, revision, max_input_length, template)
 
 

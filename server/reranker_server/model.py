@@ -81,7 +81,11 @@ def ranking_agreement(reference: LoadedModel, candidate: LoadedModel) -> float:
 def load_model(settings: Settings, platform: Platform | None = None) -> LoadedModel:
     platform = platform or detect_platform()
     checkpoint = inspect(
-        settings.model_name, settings.model_revision, settings.max_input_length, settings.reranker_template
+        settings.model_name,
+        settings.model_revision,
+        settings.max_input_length,
+        settings.reranker_template,
+        settings.baked_hub_cache,
     )
     encoder = Encoder(checkpoint)
     task = task_for(checkpoint, encoder)

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="Where ONNX Runtime's exported graphs are kept, one per checkpoint, reused on restart; "
         "default $HF_HOME/reranker-onnx (the temp directory where that is read-only).",
     )
+    baked_hub_cache: Path | None = Field(
+        None,
+        description="A read-only Hugging Face hub cache inside the image (the Dockerfile's BAKE_MODEL), "
+        "searched for MODEL_NAME after HF_HOME's; it stays visible when HF_HOME points elsewhere.",
+    )
     use_mlx: UseMlx = Field("auto", description="MLX on Apple silicon: auto|true|false.")
     mlx_quantize_bits: Literal[0, 4, 8] = Field(
         0, description="MLX only: quantize linear weights to 4 or 8 bits (0 = off)."

@@ -99,8 +99,11 @@ def test_cpu_profile_deployment() -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/models", "/tmp"}
-    assert env["HF_HOME"].startswith("/models")
+    # nothing over /models, where an image keeps a baked model: the writable cache lives elsewhere
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/cache/reranker", "/tmp"}
+    assert not any(m["mountPath"].startswith("/models") for m in container["volumeMounts"])
+    assert env["HF_HOME"] == "/var/cache/reranker/hf"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     # preStop drain + server drain + in-flight grace fit inside the termination grace period
     drain = int(container["lifecycle"]["preStop"]["exec"]["command"][1])

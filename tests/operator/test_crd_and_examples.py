@@ -31,11 +31,15 @@ def test_reranker_crd_shape() -> None:
         "Model",
         "Class",
         "Ready",
+        "Degraded",
         "Replicas",
         "Load",
         "Cache",
         "Age",
+        "Message",
     ]
+    wide_only = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority", 0) > 0]
+    assert wide_only == ["Message"]  # kubectl get rr shows why it is degraded; -o wide the words
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["hardwareClass"]["enum"] == ["cpu", "nvidia-gpu"]
 

@@ -202,3 +202,29 @@ def test_conditions_while_loading_after_and_on_failure() -> None:
 def test_invalid_cache_specs_are_named(pvc: dict[str, Any], problem: str) -> None:
     _, problems = conditions.validate({"model": {"name": "m", "cache": {"pvc": pvc}}}, "img")
     assert any(problem in p and p.startswith("spec.model.cache.pvc") for p in problems), problems
+
+
+def test_a_hub_mirror_reaches_the_loader_and_never_the_offline_pods() -> None:
+    s = spec({"size": "1Gi"}, hubEndpoint="http://hub-mirror.internal:8080")
+    out = desired(s)
+    loader = out["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert env(loader)["HF_ENDPOINT"] == "http://hub-mirror.internal:8080"
+    assert env(loader)["HF_HUB_OFFLINE"] == "0"  # an image baked for offline pods still downloads here
+    assert "HF_ENDPOINT" not in env(out["Deployment"]["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_without_a_cache_the_pods_fetch_from_the_mirror() -> None:
+    server = desired(spec(hubEndpoint="https://mirror.example"))["Deployment"]["spec"]["template"]["spec"]
+    assert env(server["containers"][0])["HF_ENDPOINT"] == "https://mirror.example"
+    assert env(server["containers"][0])["HF_HUB_OFFLINE"] == "0"
+    assert "HF_ENDPOINT" not in env(desired(spec())["Deployment"]["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_the_operators_mirror_is_the_default_and_the_spec_wins() -> None:
+    from reranker_operator.models import with_hub_endpoint
+
+    assert with_hub_endpoint(spec(), "http://chart-mirror").model.hub_endpoint == "http://chart-mirror"
+    assert with_hub_endpoint(spec(hubEndpoint="http://own"), "http://chart-mirror").model.hub_endpoint == "http://own"
+    assert with_hub_endpoint(spec(), None).model.hub_endpoint is None
+    with pytest.raises(ValueError, match=r"hub_endpoint|hubEndpoint"):
+        spec(hubEndpoint="ftp://nope")

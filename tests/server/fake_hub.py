@@ -149,9 +149,10 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(hub: FakeHub) -> Iterator[FakeHub]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+def serving(hub: FakeHub, host: str = "127.0.0.1") -> Iterator[FakeHub]:
+    """``host``: the address to listen on (the e2e suite's cluster reaches it on the node's)."""
+    server = http.server.ThreadingHTTPServer((host, 0), _handler(hub))
+    hub.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

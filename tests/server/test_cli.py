@@ -67,14 +67,35 @@ def test_a_taken_port_is_said_before_the_model_loads() -> None:
 
 
 @pytest.mark.slow
-def test_a_model_that_cannot_load_ends_the_process() -> None:
-    result = run_server(env={"MODEL_NAME": "/nonexistent/model", "LOAD_RETRIES": "1", "LOAD_RETRY_SECONDS": "0.2"})
+def test_a_model_that_cannot_load_ends_the_process(tmp_path: Path) -> None:
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # the kubelet makes it before the container starts
+    result = run_server(
+        env={"MODEL_NAME": "/nonexistent/model", "LOAD_RETRIES": "1", "LOAD_RETRY_SECONDS": "0.2",
+             "TERMINATION_MESSAGE_PATH": str(termination_log)}
+    )  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("reranker-server: the model failed to load: CheckpointError:"), last
     assert "/nonexistent/model" in last
     assert "try 2 of 2" in result.stderr  # the retry policy ran before giving up
+    assert termination_log.read_text() == last  # what the pod's lastState.terminated.message shows
+
+
+def test_bad_settings_are_written_to_the_termination_log(tmp_path: Path) -> None:
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
+    result = run_server(env={"BATCH_SIZE": "zero", "TERMINATION_MESSAGE_PATH": str(termination_log)})
+    assert result.returncode == 2
+    assert termination_log.read_text().startswith("reranker-server: BATCH_SIZE (--batch-size):")
+
+
+def test_no_termination_log_outside_a_pod(tmp_path: Path) -> None:
+    absent = tmp_path / "termination-log"
+    result = run_server(env={"BATCH_SIZE": "zero", "TERMINATION_MESSAGE_PATH": str(absent)})
+    assert result.returncode == 2 and "BATCH_SIZE" in result.stderr
+    assert not absent.exists()
 
 
 def test_failed_is_never_reported_as_loading() -> None:

@@ -137,6 +137,22 @@ def test_cli_downloads_then_the_server_runs_offline_from_the_cache(
     assert response.status_code == 200 and len(response.json()["results"]) == 2
 
 
+def test_a_model_baked_into_the_image_is_found_when_hf_home_points_elsewhere(
+    hub: FakeHub, tmp_path: Path, start_server
+) -> None:  # type: ignore[no-untyped-def]
+    """The operator's pods: HF_HOME on a writable scratch volume, the image's cache (BAKED_HUB_CACHE) read-only."""
+    baked = tmp_path / "image" / "hub"
+    _fetch(baked)  # what the Dockerfile's BAKE_MODEL step runs
+    baked.chmod(0o555)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    server = start_server({"MODEL_NAME": REPO_ID, "HF_HOME": str(scratch), "BAKED_HUB_CACHE": str(baked),
+                           "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert httpx.get(f"{server.url}/health").json()["model"]["source"] == f"cache:{REPO_ID}"
+    response = httpx.post(f"{server.url}/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert response.status_code == 200, response.text
+
+
 def test_cli_wait_blocks_until_the_cache_is_complete(tmp_path: Path) -> None:
     with pytest.raises(subprocess.TimeoutExpired):
         _cli([REPO_ID, "--cache-dir", str(tmp_path), "--wait", "--poll", "0.1"], {}, timeout=3)
