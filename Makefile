@@ -14,7 +14,7 @@ LOCK_VENV := .cache/venv-lock
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run setup dev system-deps tools test test-kernels test-latest lock lint fixtures e2e image-test clean peers
+.PHONY: run setup dev system-deps tools test test-kernels test-latest lock lint fixtures e2e e2e-deps image-test clean peers
 
 # Each step says what it does; pip shows its progress (a silent 2-3 minute wait looked hung).
 PIP_INSTALL := $(PIP) install --progress-bar on --disable-pip-version-check
@@ -93,8 +93,14 @@ test-latest: tools  ## the suite on the newest releases, in a virtualenv of its 
 	  echo "==> the suite broke on the newest releases; what they change against $(LOCK):"; \
 	  $(LATEST_VENV)/bin/python scripts/lock.py compare $(LOCK); exit 1; }
 
-e2e: dev  ## the kind end-to-end suite (needs docker, kind, helm, kubectl)
-	$(BIN)/python -m pytest e2e --e2e
+# CLUSTER=kind (docker, kind), local (a one-node cluster started here: KUBE_BIN_DIR, make e2e-deps, root)
+# or existing (the current KUBECONFIG; E2E_ARGS='--image-load-command "..."')
+CLUSTER ?= kind
+e2e: dev tools  ## the end-to-end suite on a real cluster: make e2e CLUSTER=kind|local|existing
+	$(BIN)/python -m pytest e2e --e2e --cluster=$(CLUSTER) $(E2E_ARGS)
+
+e2e-deps:  ## what CLUSTER=local and the image builds need besides KUBE_BIN_DIR (apt, as root)
+	./scripts/install-system-deps.sh e2e
 
 image-test: dev  ## build the images with buildah and smoke-test them (slow; needs buildah, debootstrap)
 	$(BIN)/python -m pytest --run-image tests/test_images.py -s

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -199,9 +200,11 @@ class LocalCluster:
 
     def _api_ready(self) -> bool:
         pki = self.work / "pki"
+        tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        tls.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         try:
-            with httpx.Client(verify=str(pki / "ca.crt"), cert=(str(pki / "admin.crt"), str(pki / "admin.key"))) as c:
-                return c.get(f"https://127.0.0.1:{API_PORT}/readyz", timeout=2).status_code == 200
+            with httpx.Client(verify=tls) as client:
+                return client.get(f"https://127.0.0.1:{API_PORT}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -50,7 +50,7 @@ def pytest_report_header() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.keywords and not config.getoption("--e2e"):
-            item.add_marker(pytest.mark.skip(reason="kind e2e suite is opt-in: pass --e2e (or run `make e2e`)"))
+            item.add_marker(pytest.mark.skip(reason="the e2e suite is opt-in: pass --e2e (or run `make e2e`)"))
         if "image" in item.keywords and not config.getoption("--run-image"):
             item.add_marker(pytest.mark.skip(reason="image builds are opt-in: pass --run-image"))
         if "mlx" in item.keywords and not _importable("mlx.core"):

@@ -37,7 +37,13 @@ What it does not (checked elsewhere, or not at all):
 - admission webhooks, quotas, aggregated ClusterRoles, RBAC on non-resource URLs (discovery
   is open, as the ``system:discovery`` role makes it);
 - requests without a token are the test harness acting as cluster-admin (a real server would
-  call them anonymous).
+  call them anonymous);
+- the kubelet and the container runtime, which only a real node has (``pytest e2e --e2e
+  --cluster=local`` starts one; ``e2e/conftest.py`` lists what it found): a volume hiding what
+  the image has at its mount path; a container's restarts and termination message (a test writes
+  ``containerStatuses`` here, as ``tests/operator/test_crash_loop.py`` does); an image's own
+  environment (``HF_HUB_OFFLINE=1`` in a baked image) reaching every container run from it; a
+  Secret volume refreshed in place; Service traffic through kube-proxy.
 """
 
 from __future__ import annotations
