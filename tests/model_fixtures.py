@@ -5,6 +5,8 @@
 - ``xlmr-cross``: a tiny random XLM-RoBERTa sequence classifier (the bge-reranker family)
   with a BPE tokenizer trained here on a small embedded text.
 - ``minilm-embed``: the all-MiniLM-L6-v2 sentence-transformers model exactly as shipped.
+- ``near-free-cross``: a one-layer BERT (hidden 32) with the MiniLM tokenizer, for benchmarks of
+  the serving pipeline (benchmarks/pipeline_ceiling.py).
 - ``qwen3-reranker``: a tiny Qwen3ForCausalLM (2 layers, hidden 32) with a byte-level BPE tokenizer
   carrying Qwen's chat tokens, trained for 250 steps to answer "yes"/"no" (the Qwen3-Reranker shape).
 
@@ -134,6 +136,22 @@ def _build_minilm_cross(out: Path) -> None:
     model.save_pretrained(str(out), safe_serialization=True)
     # local_files_only is saved into tokenizer_config.json: fixed here, not read from HF_HUB_OFFLINE
     AutoTokenizer.from_pretrained(str(source), local_files_only=True).save_pretrained(str(out))
+
+
+def _build_near_free_cross(out: Path) -> None:
+    """A BERT cross-encoder of one layer, hidden size 32, with the MiniLM tokenizer: its forward
+    pass costs next to nothing, so a server running it shows what the pipeline around it costs."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    source = embedded_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                        architectures=["BertForSequenceClassification"])  # fmt: skip
+    torch.manual_seed(SEED)
+    BertForSequenceClassification(config).eval().save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
 
 
 def _train_tokenizer() -> object:
@@ -314,6 +332,10 @@ def minilm_cross_dir() -> Path:
 
 def xlmr_cross_dir() -> Path:
     return _build_atomically("xlmr-cross", _build_xlmr_cross)
+
+
+def near_free_cross_dir() -> Path:
+    return _build_atomically("near-free-cross", _build_near_free_cross)
 
 
 def minilm_embed_dir() -> Path:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +25,7 @@ def _script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -86,3 +90,41 @@ def test_the_int8_graph_is_timed_and_profiled_as_the_server_opens_it(
     assert engine_ceiling.worker("onnxruntime", graph, (2, 8), repeats=2, threads=1, vocabulary=vocabulary) > 0
     profile = engine_ceiling.int8_profile(graph, (2, 8), threads=1, vocabulary=vocabulary, runs=2)
     assert {"DynamicQuantizeMatMul", "QAttention"} <= set(profile) and all(ms >= 0 for ms in profile.values())
+
+
+@pytest.fixture(scope="module")
+def pipeline_ceiling() -> ModuleType:
+    return _script("pipeline_ceiling")
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # the load generator's clients keep their connections
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"[]"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_the_pipeline_load_generator_reuses_connections_and_counts_its_own_cpu(
+    pipeline_ceiling: ModuleType, tmp_path: Path
+) -> None:
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"query": "q", "texts": ["a"]}\n{"query": "r", "texts": ["b", "c"]}')
+    with ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        result = pipeline_ceiling.generate_load(server.server_address[1], bodies, concurrency=3, seconds=0.5)
+        server.shutdown()
+    assert result["failures"] == 0 and len(result["latencies"]) > 3
+    assert result["cpu"] > 0 and result["elapsed"] >= 0.5
+
+
+def test_the_tokenizer_baseline_encodes_the_pairs(pipeline_ceiling: ModuleType, minilm_cross_dir: Path) -> None:
+    rate = pipeline_ceiling.tokenizer_rate(minilm_cross_dir, [("a query", ["one document", "another one"])], 0.2)
+    assert rate > 0

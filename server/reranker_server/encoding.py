@@ -7,8 +7,8 @@ worker threads while the event loop keeps serving.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .checkpoint import Checkpoint
 from .problems import TooManyTokens
@@ -23,6 +23,14 @@ class Sequence:
 
     ids: tuple[int, ...]
     type_ids: tuple[int, ...]
+    # the batcher keys its queues by sequence several times over; tuples don't keep their hash
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.ids, self.type_ids)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,6 +49,22 @@ class Encoder:
         self.max_length = checkpoint.max_length
         self._pair_specials = self._tokenizer.num_special_tokens_to_add(True)
         self._single_specials = self._tokenizer.num_special_tokens_to_add(False)
+        # made once, never changed: worker threads share them (per-call settings would race)
+        self._pairs = {side: self._pair_tokenizer(side) for side in ("right", "left", None)}
+
+    def _pair_tokenizer(self, side: TruncationSide | None) -> Any:
+        """A copy that encodes (query, document) pairs whole, cutting only the document (from
+        ``side``; None: never) to the model's length: one call per request that holds no GIL,
+        where a post_process per pair held it (the pipeline's largest cost on a near-free model)."""
+        from tokenizers import Tokenizer
+
+        copy = Tokenizer.from_str(self._tokenizer.to_str())
+        copy.no_padding()
+        if side is None:
+            copy.no_truncation()
+        else:
+            copy.enable_truncation(self.max_length, strategy="only_second", direction=side)
+        return copy
 
     def encode_pairs(
         self,
@@ -56,8 +80,9 @@ class Encoder:
         budget = self.max_length - self._pair_specials - len(query_enc.ids)
         if budget < 1:
             raise TooManyTokens(None, len(query_enc.ids), self.max_length - self._pair_specials - 1)
-        if max_tokens_per_doc is not None:
-            budget = min(budget, max_tokens_per_doc)
+        if max_tokens_per_doc is None or max_tokens_per_doc >= budget:
+            return self._whole_pairs(query, documents, len(query_enc.ids), budget, side if truncate else None)
+        budget = max_tokens_per_doc
         out: list[Sequence] = []
         for i, doc_enc in enumerate(self._tokenizer.encode_batch(documents, add_special_tokens=False)):
             if len(doc_enc.ids) > budget:
@@ -66,6 +91,17 @@ class Encoder:
                 doc_enc.truncate(budget, direction=side)
             merged = self._tokenizer.post_process(query_enc, doc_enc, add_special_tokens=True)
             out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
+        return out
+
+    def _whole_pairs(
+        self, query: str, documents: list[str], query_tokens: int, budget: int, side: TruncationSide | None
+    ) -> list[Sequence]:
+        encodings = self._pairs[side].encode_batch([(query, doc) for doc in documents], add_special_tokens=True)
+        out: list[Sequence] = []
+        for i, enc in enumerate(encodings):
+            if side is None and len(enc.ids) > self.max_length:
+                raise TooManyTokens(i, len(enc.ids) - query_tokens - self._pair_specials, budget)
+            out.append(Sequence(tuple(enc.ids), tuple(enc.type_ids)))
         return out
 
     def encode_template(

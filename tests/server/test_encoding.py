@@ -57,3 +57,24 @@ def test_bi_encoder_texts_are_cut_to_max_seq_length(minilm_embed_dir: Path) -> N
     sequences = Encoder(checkpoint).encode_texts(["short", LONG_DOC])
     assert len(sequences[1]) == 256
     assert sequences[0].ids[0] == 101 and sequences[0].ids[-1] == 102
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_whole_pairs_equal_each_document_cut_alone(model_dir: Path, side: str) -> None:
+    """One encode_batch of (query, document) pairs, cutting only the document, gives what encoding
+    the two alone, cutting the document to what is left and adding the special tokens gives."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    encoder = Encoder(inspect(str(model_dir), None))
+    query, docs = "what flows into the sea", ["", "short", LONG_DOC, "the end " * 300]
+    query_enc = tokenizer.encode(query, add_special_tokens=False)
+    budget = encoder.max_length - tokenizer.num_special_tokens_to_add(True) - len(query_enc.ids)
+    for doc, ours in zip(docs, encoder.encode_pairs(query, docs, side=side), strict=True):  # type: ignore[arg-type]
+        doc_enc = tokenizer.encode(doc, add_special_tokens=False)
+        if len(doc_enc.ids) > budget:
+            doc_enc.truncate(budget, direction=side)
+        merged = tokenizer.post_process(query_enc, doc_enc, add_special_tokens=True)
+        assert (list(ours.ids), list(ours.type_ids)) == (merged.ids, merged.type_ids)

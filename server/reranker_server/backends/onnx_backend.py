@@ -49,6 +49,9 @@ def session_options(threads: int | None) -> Any:
     # pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
     # (benchmarks/RESULTS.md): within this VM's noise.
     options.enable_mem_pattern = False
+    # Idle intra-op threads sleep instead of spinning: spinning took the cores the tokenizer and the
+    # event loop need between forward passes, for no faster forward (docs/performance.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     return options
