@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import scoring
+from . import dtype_verdicts, scoring
 from .backends import Backend, pad
 from .backends.selection import Platform, Target, default_loader, detect_platform, load, plan
 from .checkpoint import Checkpoint, inspect
@@ -20,9 +21,9 @@ logger = logging.getLogger(__name__)
 
 # Reduced precision is kept only when it orders these documents like float32 does.
 AGREEMENT_THRESHOLD = 0.99
-# int8 is kept by DTYPE=auto only when at least this much faster than float32 at start-up: below
-# it, run-to-run noise on a shared machine (±10% measured here) could pick the slower one.
-INT8_MIN_SPEEDUP = 1.15
+# A reduced dtype is kept by DTYPE=auto on a CPU only when at least this much faster than float32 at
+# start-up: below it, run-to-run noise on a shared machine (±10% measured here) could pick the slower one.
+MIN_SPEEDUP = 1.15
 CALIBRATION_QUERIES = [
     "how do plants make food",
     "capital of france",
@@ -45,13 +46,45 @@ CALIBRATION_DOCUMENTS = [
 ]
 
 
-def auto_dtype(target: Target, platform: Platform, native_bf16: bool) -> str:
-    """What DTYPE=auto tries first on a target (kept only if it agrees with float32)."""
+def auto_dtype(target: Target, platform: Platform) -> str:
+    """What DTYPE=auto loads first on a target: float16 on GPUs (kept only if it agrees with float32);
+    float32 on CPUs, where the reduced candidates are timed against it (``cpu_candidates``)."""
     if target in ("cuda", "mps"):
         return "float16"
     if target == "mlx":
         return "float16" if platform.apple_silicon else "float32"
-    return "bfloat16" if native_bf16 else "float32"
+    return "float32"
+
+
+def cpu_candidates(float32_engine: str, native_bf16: bool) -> list[tuple[str, str]]:
+    """(dtype, engine) DTYPE=auto times against float32 on a CPU, each on the engine that runs it:
+    int8 on float32's engine, bfloat16 on PyTorch where the CPU has it natively (ONNX Runtime has no
+    bf16 kernels)."""
+    return [("int8", float32_engine), *([("bfloat16", "pytorch")] if native_bf16 else [])]
+
+
+@dataclass(frozen=True)
+class Measured:
+    dtype: str
+    engine: str
+    rate: float  # pairs/s of the calibration batches
+    agreement: float  # Spearman against float32
+
+
+def fastest_agreeing(reference: Measured, candidates: list[Measured]) -> tuple[Measured, str]:
+    """The fastest candidate that ranks like float32 and beats it by MIN_SPEEDUP, else float32; and
+    what was measured, for /info and the log."""
+    eligible = [c for c in candidates if c.agreement >= AGREEMENT_THRESHOLD and c.rate >= MIN_SPEEDUP * reference.rate]
+    chosen = max(eligible, key=lambda c: c.rate, default=reference)
+
+    def said(m: Measured) -> str:
+        verdict = "" if m is reference else " disagrees" if m.agreement < AGREEMENT_THRESHOLD else ""
+        slow = " not faster" if m is not reference and not verdict and m not in eligible else ""
+        agreement = "" if m is reference else f", Spearman {m.agreement:.4f}"
+        return f"{m.dtype}/{m.engine} {m.rate:.0f} pairs/s{agreement}{verdict}{slow}"
+
+    measured = "; ".join(said(m) for m in [reference, *candidates])
+    return chosen, f"auto: {chosen.dtype} on {chosen.engine}, the fastest that ranks like float32 ({measured})"
 
 
 @dataclass
@@ -89,18 +122,17 @@ def load_model(settings: Settings, platform: Platform | None = None) -> LoadedMo
     )
     encoder = Encoder(checkpoint)
     task = task_for(checkpoint, encoder)
-    native_bf16 = cpu_has_native_bf16()
     targets = plan(settings.device_preference, settings.use_mlx, platform)
 
     def dtype_for(target: Target) -> str:
-        return auto_dtype(target, platform, native_bf16) if settings.dtype == "auto" else settings.dtype
+        return auto_dtype(target, platform) if settings.dtype == "auto" else settings.dtype
 
     selection = load(targets, default_loader(settings, checkpoint, platform, dtype_for))
     model = LoadedModel(checkpoint, encoder, selection.backend, selection.fallback_reason, "", task)
     if settings.dtype != "auto":
         model.dtype_note = "set by DTYPE"
     elif model.backend.dtype == "float32" and model.backend.name != "mlx" and model.backend.device == "cpu":
-        model = _consider_int8(model, settings, platform)
+        model = _choose_cpu_dtype(model, settings, platform)
     elif model.backend.dtype == "float32":
         model.dtype_note = "auto: no faster native dtype on this device"
     else:
@@ -133,32 +165,46 @@ def forward_rate(model: LoadedModel, repeats: int = 3) -> float:
     return len(CALIBRATION_QUERIES) * len(CALIBRATION_DOCUMENTS) / best
 
 
-def int8_verdict(float32_rate: float, int8_rate: float, agreement: float) -> tuple[bool, str]:
-    """Keep int8 only when it is clearly faster here and ranks like float32."""
-    measured = f"int8 {int8_rate:.0f} vs float32 {float32_rate:.0f} pairs/s, Spearman {agreement:.4f}"
-    if agreement < AGREEMENT_THRESHOLD:
-        return False, f"auto: int8 rejected, it disagrees with float32 ({measured})"
-    if int8_rate < INT8_MIN_SPEEDUP * float32_rate:
-        return False, f"auto: int8 rejected, not {INT8_MIN_SPEEDUP}x faster ({measured})"
-    return True, f"auto: int8 kept ({measured})"
+def _candidate(model: LoadedModel, settings: Settings, platform: Platform, dtype: str, engine: str) -> LoadedModel:
+    candidate_settings = settings.model_copy(update={"dtype": dtype, "engine": engine})
+    backend = default_loader(candidate_settings, model.checkpoint, platform, lambda _t: dtype)("cpu")
+    return LoadedModel(model.checkpoint, model.encoder, backend, model.fallback_reason, "", model.task)
 
 
-def _consider_int8(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
-    """A CPU without native bf16: measure int8 against float32 on the calibration set."""
-    # the candidate runs on float32's engine: like against like, and never a second engine's copy
-    # of the weights next to the first (a PyTorch fallback here could OOM a large model's pod)
-    int8_settings = settings.model_copy(update={"dtype": "int8", "engine": model.backend.name})
-    try:
-        backend = default_loader(int8_settings, model.checkpoint, platform, lambda _t: "int8")("cpu")
-    except Exception as exc:  # an architecture quantize_dynamic can't take: float32 it is
-        model.dtype_note = f"auto: int8 unavailable ({type(exc).__name__}: {exc})"
-        return model
-    candidate = LoadedModel(model.checkpoint, model.encoder, backend, model.fallback_reason, "", model.task)
-    keep, note = int8_verdict(forward_rate(model), forward_rate(candidate), ranking_agreement(model, candidate))
+def _choose_cpu_dtype(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:
+    """DTYPE=auto on a CPU: float32 and each candidate timed on the calibration set, one loaded at a
+    time beside float32, the fastest that agrees kept; the verdict is kept for the next start."""
+    from .backends.onnx_export import default_cache_dir
+
+    native_bf16 = cpu_has_native_bf16()
+    rule = {"agreement": AGREEMENT_THRESHOLD, "speedup": MIN_SPEEDUP, "bf16": float(native_bf16)}
+    cache = dtype_verdicts.verdict_path(settings.onnx_cache_dir or default_cache_dir(), model.checkpoint, rule)
+    known = dtype_verdicts.read(cache)
+    if known is not None:
+        if (known["dtype"], known["engine"]) == ("float32", model.backend.name):
+            model.dtype_note = f"{known['note']} [measured at an earlier start]"
+            return model
+        with contextlib.suppress(Exception):  # the libraries changed under it, say: measure again
+            known_best = _candidate(model, settings, platform, known["dtype"], known["engine"])
+            known_best.dtype_note = f"{known['note']} [measured at an earlier start]"
+            return known_best
+    reference = Measured("float32", model.backend.name, forward_rate(model), 1.0)
+    best, measured, notes = model, [], []
+    for dtype, engine in cpu_candidates(model.backend.name, native_bf16):
+        try:
+            candidate = _candidate(model, settings, platform, dtype, engine)
+        except Exception as exc:  # an architecture quantize_dynamic can't take, say
+            notes.append(f"{dtype}/{engine} unavailable ({type(exc).__name__}: {exc})")
+            continue
+        measured.append(Measured(dtype, engine, forward_rate(candidate), ranking_agreement(model, candidate)))
+        winner, _ = fastest_agreeing(reference, measured)
+        best = candidate if winner is measured[-1] else best  # a loser is dropped at once (memory)
+    verdict, note = fastest_agreeing(reference, measured)
+    note = "; ".join([note, *notes])
     logger.info("%s", note)
-    chosen = candidate if keep else model
-    chosen.dtype_note = note
-    return chosen
+    dtype_verdicts.write(cache, {"dtype": verdict.dtype, "engine": verdict.engine, "note": note})
+    best.dtype_note = note
+    return best
 
 
 def _check_reduced_precision(model: LoadedModel, settings: Settings, platform: Platform) -> LoadedModel:

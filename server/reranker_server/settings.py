@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     )
     dtype: DType = Field(
         "auto",
-        description="Inference dtype. auto: float16 on GPUs, bfloat16 on CPUs with native bf16 "
-        "when its ranking agrees with float32; on other CPUs int8 (dynamic quantization) when it measures "
-        "faster at start-up and its ranking agrees, else float32. int8: CPU only.",
+        description="Inference dtype. auto: float16 on GPUs when its ranking agrees with float32; on CPUs "
+        "the fastest of float32, int8 and (with native bf16) bfloat16, each on its fastest engine, timed at "
+        "the first start and kept per machine, that ranks like float32. int8: CPU only.",
     )
     device_preference: DevicePreference = Field("auto", description="Where to run: auto|cuda|mps|cpu|mlx.")
     engine: Engine = Field(

@@ -11,24 +11,39 @@ import numpy as np
 import pytest
 
 from reranker_server import model as model_module
-from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, int8_verdict, load_model
+from reranker_server.model import (
+    CALIBRATION_DOCUMENTS,
+    CALIBRATION_QUERIES,
+    Measured,
+    fastest_agreeing,
+    load_model,
+)
 from reranker_server.scoring import spearman
 from reranker_server.settings import Settings
 
+F32 = Measured("float32", "onnxruntime", 100.0, 1.0)
+INT8, BF16 = "int8/onnxruntime", "bfloat16/pytorch"
+
+
+def _m(name: str, rate: float, agreement: float) -> Measured:
+    dtype, engine = name.split("/")
+    return Measured(dtype, engine, rate, agreement)
+
 
 @pytest.mark.parametrize(
-    ("float32", "int8", "agreement", "kept", "said"),
+    ("candidates", "kept", "said"),
     [
-        (100.0, 160.0, 0.998, True, "int8 kept"),
-        (100.0, 110.0, 0.998, False, "not 1.15x faster"),
-        (100.0, 300.0, 0.95, False, "disagrees with float32"),
+        ([_m(INT8, 160, 0.998), _m(BF16, 130, 1.0)], "int8", "int8/onnxruntime 160 pairs/s"),
+        ([_m(INT8, 110, 0.998)], "float32", "int8/onnxruntime 110 pairs/s, Spearman 0.9980 not faster"),
+        ([_m(INT8, 300, 0.95), _m(BF16, 140, 0.999)], "bfloat16", "Spearman 0.9500 disagrees"),
+        ([], "float32", "float32/onnxruntime 100 pairs/s"),
     ],
 )
-def test_auto_keeps_int8_only_when_faster_and_agreeing(
-    float32: float, int8: float, agreement: float, kept: bool, said: str
+def test_auto_keeps_the_fastest_candidate_that_agrees_and_is_clearly_faster(
+    candidates: list[Measured], kept: str, said: str
 ) -> None:
-    keep, note = int8_verdict(float32, int8, agreement)
-    assert keep is kept and said in note and "pairs/s" in note
+    chosen, note = fastest_agreeing(F32, candidates)
+    assert chosen.dtype == kept and note.startswith(f"auto: {kept} on ") and said in note
 
 
 def test_int8_runs_close_to_float32_but_not_equal(embedded_model: Any) -> None:
@@ -45,13 +60,16 @@ def test_int8_runs_close_to_float32_but_not_equal(embedded_model: Any) -> None:
 
 
 def test_auto_on_a_cpu_without_native_bf16_measures_int8(
-    minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch
+    minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
-    chosen = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto"))
+    chosen = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
     note = chosen.dtype_note
-    assert note.startswith(("auto: int8 kept", "auto: int8 rejected")) and "pairs/s" in note
-    assert chosen.backend.dtype == ("int8" if "kept" in note else "float32")
+    assert note.startswith(f"auto: {chosen.backend.dtype} on onnxruntime") and chosen.backend.dtype in (
+        "int8",
+        "float32",
+    )
+    assert "int8/onnxruntime" in note and "pairs/s" in note and "bfloat16" not in note
 
 
 def test_int8_is_reported_by_the_server(minilm_cross_dir: Path, start_server: Any) -> None:
