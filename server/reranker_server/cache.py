@@ -13,6 +13,7 @@ from . import metrics
 class CachedScore:
     raw: float
     tokens: int
+    chunks: int = 1  # windows a long document was scored in (1: the document whole, or cut)
 
 
 def score_key(model_scope: str, variant: str, query: str, document: str) -> bytes:

@@ -23,7 +23,8 @@ from . import metrics
 from .cache import CachedScore
 
 logger = logging.getLogger(__name__)
-_VALUE = struct.Struct("<dI")  # raw score (float64) + input tokens: 12 bytes
+_VALUE = struct.Struct("<dIH")  # raw score (float64) + input tokens + chunks: 14 bytes
+_OLD_VALUE = struct.Struct("<dI")  # what servers before chunking wrote: read as one chunk
 _POLL_SECONDS = 0.01
 
 
@@ -133,9 +134,7 @@ class RedisSharedCache:
             self._failed("get", exc)
             return [None] * len(keys)
         self._succeeded()
-        found = [
-            CachedScore(*_VALUE.unpack(v)) if isinstance(v, bytes) and len(v) == _VALUE.size else None for v in values
-        ]
+        found = [_unpack(v) for v in values]
         hits = sum(f is not None for f in found)
         metrics.CACHE_HITS.labels(tier="redis").inc(hits)
         metrics.REDIS_MISSES.inc(len(keys) - hits)
@@ -176,7 +175,7 @@ class RedisSharedCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, value in items:
-                    pipe.set(self._value_key(key), _VALUE.pack(value.raw, value.tokens), ex=self._ttl)
+                    pipe.set(self._value_key(key), _VALUE.pack(value.raw, value.tokens, value.chunks), ex=self._ttl)
                 if claimed:
                     pipe.delete(*[self._marker_key(k) for k in claimed])
                 await asyncio.wait_for(pipe.execute(), self._timeout)
@@ -194,3 +193,11 @@ class RedisSharedCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _unpack(value: object) -> CachedScore | None:
+    if isinstance(value, bytes) and len(value) == _VALUE.size:
+        return CachedScore(*_VALUE.unpack(value))
+    if isinstance(value, bytes) and len(value) == _OLD_VALUE.size:
+        return CachedScore(*_OLD_VALUE.unpack(value))
+    return None

@@ -18,6 +18,23 @@ TruncationSide = Literal["right", "left"]
 
 
 @dataclass(frozen=True)
+class Chunking:
+    """Long documents scored in windows of what the model takes, ``overlap`` tokens shared by
+    neighbours, at most ``max_chunks`` of them (the rest of the document is not scored)."""
+
+    overlap: int
+    max_chunks: int
+
+    def windows(self, encoding: Any, room: int) -> list[Any]:
+        """``encoding`` cut into windows of ``room`` tokens (an Encoding keeps what a cut removed as
+        its ``overflowing`` windows, each starting ``overlap`` tokens back)."""
+        if len(encoding.ids) <= room:
+            return [encoding]
+        encoding.truncate(room, stride=min(self.overlap, room - 1))
+        return [encoding, *encoding.overflowing][: self.max_chunks]
+
+
+@dataclass(frozen=True)
 class Sequence:
     """One model input: token ids and segment ids, unpadded."""
 
@@ -104,6 +121,29 @@ class Encoder:
             out.append(Sequence(tuple(enc.ids), tuple(enc.type_ids)))
         return out
 
+    def encode_pair_chunks(
+        self,
+        query: str,
+        documents: list[str],
+        chunking: Chunking,
+        *,
+        side: TruncationSide = "right",
+        max_tokens_per_doc: int | None = None,
+    ) -> list[list[Sequence]]:
+        """Cross-encoder inputs for long documents: one (query, window) sequence per window."""
+        query_enc = self._tokenizer.encode(query, add_special_tokens=False)
+        room = self.max_length - self._pair_specials - len(query_enc.ids)
+        if room < 1:
+            raise TooManyTokens(None, len(query_enc.ids), self.max_length - self._pair_specials - 1)
+        out = []
+        for doc_enc in self._tokenizer.encode_batch(documents, add_special_tokens=False):
+            if max_tokens_per_doc is not None and len(doc_enc.ids) > max_tokens_per_doc:
+                doc_enc.truncate(max_tokens_per_doc, direction=side)  # cut first, then chunked
+            windows = [self._tokenizer.post_process(query_enc, w, add_special_tokens=True)
+                       for w in chunking.windows(doc_enc, room)]  # fmt: skip
+            out.append([Sequence(tuple(w.ids), tuple(w.type_ids)) for w in windows])
+        return out
+
     def encode_template(
         self,
         template: Template,
@@ -114,9 +154,11 @@ class Encoder:
         truncate: bool = True,
         side: TruncationSide = "right",
         max_tokens_per_doc: int | None = None,
-    ) -> list[Sequence]:
+        chunking: Chunking | None = None,
+    ) -> list[list[Sequence]]:
         """LLM reranker inputs: prefix + body + suffix, each tokenized alone as the model cards do.
-        Only the document is cut; the prefix, the instruction, the query and the suffix never are."""
+        Only the document is cut; the prefix, the instruction, the query and the suffix never are.
+        One sequence per document, or with ``chunking`` one per window of a long document."""
         prefix = self._tokenizer.encode(template.prefix, add_special_tokens=False).ids
         suffix = self._tokenizer.encode(template.tail(instruction), add_special_tokens=False).ids
         head = template.head(instruction, query)
@@ -125,20 +167,24 @@ class Encoder:
             raise TooManyTokens(None, fixed, self.max_length - 1)
         bodies = [template.body.format(instruction=instruction or template.default_instruction, query=query,
                                        document=doc) for doc in documents]  # fmt: skip
-        out: list[Sequence] = []
+        out: list[list[Sequence]] = []
         for i, enc in enumerate(self._tokenizer.encode_batch(bodies, add_special_tokens=False)):
             # the document's tokens: those reaching past the head (its first may carry the space before it)
             first = next((t for t, (_, end) in enumerate(enc.offsets) if end > len(head)), len(enc.ids))
             head_ids, doc_ids = enc.ids[:first], enc.ids[first:]
-            budget = self.max_length - len(prefix) - len(suffix) - len(head_ids)
-            if max_tokens_per_doc is not None:
-                budget = min(budget, max_tokens_per_doc)
-            if len(doc_ids) > budget:
-                if not truncate:
+            room = self.max_length - len(prefix) - len(suffix) - len(head_ids)
+            budget = room if max_tokens_per_doc is None else min(room, max_tokens_per_doc)
+            if len(doc_ids) > budget and (chunking is None or max_tokens_per_doc is not None):
+                if not truncate and chunking is None:
                     raise TooManyTokens(i, len(doc_ids), budget)
                 doc_ids = doc_ids[:budget] if side == "right" else doc_ids[len(doc_ids) - budget :]
-            ids = (*prefix, *head_ids, *doc_ids, *suffix)
-            out.append(Sequence(tuple(ids), (0,) * len(ids)))
+            windows = [doc_ids]
+            if chunking is not None and len(doc_ids) > room:  # as Chunking.windows cuts an Encoding
+                overlap = min(chunking.overlap, room - 1)
+                starts = range(0, len(doc_ids) - overlap, room - overlap)
+                windows = [doc_ids[start : start + room] for start in starts][: chunking.max_chunks]
+            sequences = [(*prefix, *head_ids, *w, *suffix) for w in windows]
+            out.append([Sequence(tuple(ids), (0,) * len(ids)) for ids in sequences])
         return out
 
     def encode_texts(
@@ -148,15 +194,19 @@ class Encoder:
         truncate: bool = True,
         side: TruncationSide = "right",
         is_query: bool = False,
-    ) -> list[Sequence]:
-        """Bi-encoder inputs: one sequence per text."""
+        chunking: Chunking | None = None,
+    ) -> list[list[Sequence]]:
+        """Bi-encoder inputs: one sequence per text, or with ``chunking`` one per window of a long one."""
         budget = self.max_length - self._single_specials
-        out: list[Sequence] = []
+        out: list[list[Sequence]] = []
         for i, enc in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
-            if len(enc.ids) > budget:
+            windows = [enc]
+            if chunking is not None:
+                windows = chunking.windows(enc, budget)
+            elif len(enc.ids) > budget:
                 if not truncate:
                     raise TooManyTokens(None if is_query else i, len(enc.ids), budget)
                 enc.truncate(budget, direction=side)
-            merged = self._tokenizer.post_process(enc, None, add_special_tokens=True)
-            out.append(Sequence(tuple(merged.ids), tuple(merged.type_ids)))
+            merged = [self._tokenizer.post_process(w, None, add_special_tokens=True) for w in windows]
+            out.append([Sequence(tuple(m.ids), tuple(m.type_ids)) for m in merged])
         return out

@@ -12,8 +12,26 @@ class DocumentObject(BaseModel):
     text: str
 
 
-class RerankRequest(BaseModel):
-    """Cohere / Jina rerank request. Unknown fields (``rank_fields``, ``max_chunks_per_doc``) are ignored."""
+class LongDocuments(BaseModel):
+    """How a document longer than the model takes is scored; unset fields take the server's defaults."""
+
+    long_documents: Literal["truncate", "chunk"] | None = Field(
+        None,
+        description="truncate: cut to the model's length; chunk: score it in windows of the model's length and "
+        "pool their raw scores (each result then says how many windows its document took). Default: the server's "
+        "LONG_DOCUMENTS.",
+    )
+    chunk_overlap: int | None = Field(None, ge=0, le=4096, description="Tokens neighbouring windows share.")
+    chunk_pooling: Literal["max", "mean", "first"] | None = Field(
+        None, description="max (the best window's score, exactly), mean or first, on the raw scores."
+    )
+    max_chunks_per_doc: int | None = Field(
+        None, ge=1, le=10_000, description="Most windows scored per document; the rest of it is not scored."
+    )
+
+
+class RerankRequest(LongDocuments):
+    """Cohere / Jina rerank request. Unknown fields (``rank_fields``) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -65,6 +83,7 @@ class RerankResult(BaseModel):
     index: int
     relevance_score: float
     document: ResultDocument | None = None
+    chunks: int | None = Field(None, description="Windows the document was scored in (when chunking).")
 
 
 class Usage(BaseModel):
@@ -80,7 +99,7 @@ class RerankResponse(BaseModel):
     usage: Usage
 
 
-class TeiRerankRequest(BaseModel):
+class TeiRerankRequest(LongDocuments):
     model_config = ConfigDict(extra="ignore")
 
     query: str
@@ -108,3 +127,4 @@ class TeiRank(BaseModel):
     index: int
     score: float
     text: str | None = None
+    chunks: int | None = Field(None, description="Windows the document was scored in (when chunking).")

@@ -31,3 +31,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ranks_b -= ranks_b.mean()
     denom = float(np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum()))
     return float((ranks_a * ranks_b).sum() / denom) if denom else 1.0
+
+
+def pool_chunks(raw: np.ndarray, chunks: list[int], how: str) -> np.ndarray:
+    """One raw score per document from its chunks' raw scores (consecutive in ``raw``), before the
+    final transform: ``max`` (the best chunk's, exactly), ``mean``, or ``first``."""
+    pooled, start = [], 0
+    for count in chunks:
+        part = raw[start : start + count]
+        start += count
+        pooled.append(part.max() if how == "max" else part.mean() if how == "mean" else part[0])
+    return np.asarray(pooled, dtype=np.float64)

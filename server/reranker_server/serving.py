@@ -15,7 +15,7 @@ from .distributed import NoSharedCache, SharedCache
 from .model import LoadedModel
 from .problems import EmptyQuery, InvalidText, TextTooLong, TooManyDocuments, TooManyTokens, first_lone_surrogate
 from .settings import Settings
-from .tasks import ScoreOptions
+from .tasks import Encoded, ScoreOptions
 
 __all__ = ["RerankService", "ScoreOptions", "ScoreResult"]
 
@@ -24,6 +24,7 @@ __all__ = ["RerankService", "ScoreOptions", "ScoreResult"]
 class ScoreResult:
     scores: list[float]
     tokens: int  # input tokens, cached pairs included
+    chunks: list[int]  # windows each document was scored in (1 unless long documents are chunked)
 
 
 class RerankService:
@@ -60,7 +61,7 @@ class RerankService:
     async def score(self, query: str, documents: list[str], options: ScoreOptions) -> ScoreResult:
         metrics.PAIRS_SCORED.inc(len(documents))
         if not documents:
-            return ScoreResult([], 0)
+            return ScoreResult([], 0, [])
         variant = options.variant(self.model.task.uses_instruction)
         keys = [score_key(self._scope, variant, query, doc) for doc in documents]
         found: dict[int, CachedScore] = {i: hit for i, hit in enumerate(self.cache.get_many(keys)) if hit is not None}
@@ -76,7 +77,7 @@ class RerankService:
         entries = [found[i] for i in range(len(documents))]
         raw_all = np.array([e.raw for e in entries], dtype=np.float64)
         final = self.model.task.finalize(raw_all, options.raw_scores)
-        return ScoreResult([float(s) for s in final], sum(e.tokens for e in entries))
+        return ScoreResult([float(s) for s in final], sum(e.tokens for e in entries), [e.chunks for e in entries])
 
     async def _compute_missing(
         self,
@@ -136,14 +137,16 @@ class RerankService:
         if not indices:
             return {}
         try:
-            raw, tokens = await self._compute(query, [documents[i] for i in indices], options)
+            raw, encoded = await self._compute(query, [documents[i] for i in indices], options)
         except TooManyTokens as exc:  # its index counts this call's documents: make it the request's
             index = None if exc.index is None else indices[exc.index]
             raise TooManyTokens(index, exc.tokens, exc.limit) from exc
-        return {i: CachedScore(float(r), t) for i, r, t in zip(indices, raw, tokens, strict=True)}
+        scored = zip(indices, raw, encoded.tokens, encoded.chunks, strict=True)
+        return {i: CachedScore(float(r), t, c) for i, r, t, c in scored}
 
-    async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, list[int]]:
+    async def _compute(self, query: str, documents: list[str], options: ScoreOptions) -> tuple[np.ndarray, Encoded]:
+        """One raw score per document (a long one's windows pooled), and what was encoded."""
         task = self.model.task
         encoded = await asyncio.to_thread(task.encode, query, documents, options)  # off the event loop
-        rows = await self.batcher.run(encoded.sequences)
-        return task.raw(rows), encoded.tokens
+        rows = await self.batcher.run(encoded.sequences)  # windows share batches with every other pair
+        return encoded.document_raw(task.raw(rows), options.pooling), encoded

@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(256, ge=0, description="Requests waiting for a slot; beyond it the server answers 429.")
     max_documents_per_request: int = Field(1000, ge=1, description="Most documents in one request (413).")
     max_text_chars: int = Field(100_000, ge=1, description="Most characters in the query or in one document (413).")
+    long_documents: Literal["truncate", "chunk"] = Field(
+        "truncate",
+        description="A document longer than the model takes: truncate it, or chunk it (scored in windows whose "
+        "raw scores are pooled); a request's long_documents wins.",
+    )
+    chunk_overlap: int = Field(64, ge=0, description="Tokens neighbouring windows share when chunking.")
+    chunk_pooling: Literal["max", "mean", "first"] = Field(
+        "max", description="How a chunked document's window scores become its score (raw, before the sigmoid)."
+    )
+    max_chunks_per_doc: int = Field(10, ge=1, description="Most windows scored per document when chunking.")
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413).")
     worker_timeout: float = Field(120.0, gt=0, description="Seconds a request may take before 504.")
     max_retries: int = Field(3, ge=0, description="Retries the bundled client makes on 429/503.")

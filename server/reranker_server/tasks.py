@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from . import scoring
 from .checkpoint import Checkpoint, ModelKind
-from .encoding import Encoder, Sequence, TruncationSide
+from .encoding import Chunking, Encoder, Sequence, TruncationSide
 from .templates import TEMPLATES, Template
+
+Pooling = Literal["max", "mean", "first"]
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,35 @@ class ScoreOptions:
     side: TruncationSide = "right"
     max_tokens_per_doc: int | None = None
     instruction: str | None = None  # LLM rerankers with instructions; ignored by other models
+    chunking: Chunking | None = None  # long documents in windows instead of cut
+    pooling: Pooling = "max"  # the windows' raw scores -> the document's
 
     def variant(self, uses_instruction: bool) -> str:
         """The part of the cache key the options change (raw vs sigmoid is applied after)."""
         base = f"{self.truncate}|{self.side}|{self.max_tokens_per_doc}"
+        if self.chunking is not None:
+            base += f"|chunks {self.chunking.overlap} {self.chunking.max_chunks} {self.pooling}"
         return f"{base}|{self.instruction}" if uses_instruction else base
 
 
 @dataclass(frozen=True)
 class Encoded:
     sequences: list[Sequence]  # what the batcher runs
-    tokens: list[int]  # input tokens per document, for usage
+    tokens: list[int]  # input tokens per document (every window's), for usage
+    chunks: list[int]  # sequences per document, in order
+
+    @classmethod
+    def of(cls, per_document: list[list[Sequence]], extra_tokens: int = 0) -> Encoded:
+        """``extra_tokens``: counted once per document besides its own (a bi-encoder's query)."""
+        return cls(
+            [s for windows in per_document for s in windows],
+            [extra_tokens + sum(len(s) for s in windows) for windows in per_document],
+            [len(windows) for windows in per_document],
+        )
+
+    def document_raw(self, raw: np.ndarray, pooling: Pooling) -> np.ndarray:
+        """One raw score per document from one per sequence."""
+        return raw if all(count == 1 for count in self.chunks) else scoring.pool_chunks(raw, self.chunks, pooling)
 
 
 class Task(ABC):
@@ -62,6 +83,11 @@ class CrossEncoderTask(Task):
     kind = "cross-encoder"
 
     def encode(self, query: str, documents: list[str], options: ScoreOptions) -> Encoded:
+        if options.chunking is not None:
+            windows = self.encoder.encode_pair_chunks(
+                query, documents, options.chunking, side=options.side, max_tokens_per_doc=options.max_tokens_per_doc
+            )
+            return Encoded.of(windows)
         sequences = self.encoder.encode_pairs(
             query,
             documents,
@@ -69,7 +95,7 @@ class CrossEncoderTask(Task):
             side=options.side,
             max_tokens_per_doc=options.max_tokens_per_doc,
         )
-        return Encoded(sequences, [len(s) for s in sequences])
+        return Encoded.of([[s] for s in sequences])
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         return scoring.cross_encoder_raw(rows)
@@ -82,9 +108,10 @@ class BiEncoderTask(Task):
 
     def encode(self, query: str, documents: list[str], options: ScoreOptions) -> Encoded:
         encode = self.encoder.encode_texts
-        [query_seq] = encode([query], truncate=options.truncate, side=options.side, is_query=True)
-        doc_seqs = encode(documents, truncate=options.truncate, side=options.side)
-        return Encoded([query_seq, *doc_seqs], [len(query_seq) + len(s) for s in doc_seqs])
+        [[query_seq]] = encode([query], truncate=options.truncate, side=options.side, is_query=True)
+        windows = encode(documents, truncate=options.truncate, side=options.side, chunking=options.chunking)
+        documents_only = Encoded.of(windows, extra_tokens=len(query_seq))
+        return Encoded([query_seq, *documents_only.sequences], documents_only.tokens, documents_only.chunks)
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         return scoring.cosine(rows[0], rows[1:])
@@ -105,7 +132,7 @@ class YesNoTask(Task):
         self.template = template
 
     def encode(self, query: str, documents: list[str], options: ScoreOptions) -> Encoded:
-        sequences = self.encoder.encode_template(
+        windows = self.encoder.encode_template(
             self.template,
             query,
             documents,
@@ -113,8 +140,9 @@ class YesNoTask(Task):
             truncate=options.truncate,
             side=options.side,
             max_tokens_per_doc=options.max_tokens_per_doc,
+            chunking=options.chunking,
         )
-        return Encoded(sequences, [len(s) for s in sequences])
+        return Encoded.of(windows)
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(rows[:, 0], dtype=np.float64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -36,13 +37,16 @@ async def test_values_are_compact_with_a_ttl_and_claims_are_exclusive(redis_serv
     keys = [bytes([i]) * 16 for i in range(3)]
     assert await first.claim(keys) == [True, True, True]
     assert await second.claim(keys) == [False, False, False]  # someone is computing them
-    await first.put_many([(keys[0], CachedScore(1.25, 17))], claimed=keys)
-    assert await second.get_many(keys) == [CachedScore(1.25, 17), None, None]
+    await first.put_many([(keys[0], CachedScore(1.25, 17, chunks=3))], claimed=keys)
+    assert await second.get_many(keys) == [CachedScore(1.25, 17, 3), None, None]
     assert await second.claim(keys[1:]) == [True, True]  # markers released on put
     client = redis.Redis.from_url(redis_server.url)
     value_key = first._value_key(keys[0])
-    assert await client.strlen(value_key) == 12
+    assert await client.strlen(value_key) == 14
     assert 0 < await client.ttl(value_key) <= 60
+    # a value written by a server from before chunking (a rolling update) reads as one window
+    await client.set(first._value_key(keys[1]), struct.pack("<dI", 0.5, 9))
+    assert (await second.get_many(keys[1:2])) == [CachedScore(0.5, 9, 1)]
     await client.aclose()
     await first.close()
     await second.close()

@@ -54,7 +54,7 @@ def test_bi_encoder_texts_are_cut_to_max_seq_length(minilm_embed_dir: Path) -> N
     checkpoint = inspect(str(minilm_embed_dir), None)
     assert checkpoint.kind == "bi-encoder"
     assert checkpoint.max_length == 256  # sentence_bert_config.json
-    sequences = Encoder(checkpoint).encode_texts(["short", LONG_DOC])
+    sequences = [s for [s] in Encoder(checkpoint).encode_texts(["short", LONG_DOC])]
     assert len(sequences[1]) == 256
     assert sequences[0].ids[0] == 101 and sequences[0].ids[-1] == 102
 

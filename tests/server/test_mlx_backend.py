@@ -21,7 +21,7 @@ DOCS = ["cats eat fish", "Paris, France", "", "dogs bark"]
 def _batch(model: Any) -> Any:
     if model.checkpoint.kind == "cross-encoder":
         return pad(model.encoder.encode_pairs(QUERY, DOCS), model.encoder.pad_id)
-    return pad(model.encoder.encode_texts([QUERY, *DOCS]), model.encoder.pad_id)
+    return pad([s for [s] in model.encoder.encode_texts([QUERY, *DOCS])], model.encoder.pad_id)
 
 
 @pytest.mark.scores

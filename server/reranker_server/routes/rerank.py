@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 
 from .. import problems
 from ..auth import require_api_key
+from ..encoding import Chunking
 from ..errors import ApiError
 from ..protocol import (
+    LongDocuments,
     RerankRequest,
     RerankResponse,
     RerankResult,
@@ -92,6 +94,21 @@ async def _score(
         ) from exc
 
 
+def _long_documents(request: Request, body: LongDocuments) -> dict[str, Any]:
+    """ScoreOptions' chunking and pooling: the request's, else the server's defaults."""
+    settings = request.app.state.runtime.settings
+    pooling = body.chunk_pooling or settings.chunk_pooling
+    if (body.long_documents or settings.long_documents) != "chunk":
+        return {"chunking": None, "pooling": pooling}
+    overlap = settings.chunk_overlap if body.chunk_overlap is None else body.chunk_overlap
+    windows = body.max_chunks_per_doc or settings.max_chunks_per_doc
+    return {"chunking": Chunking(overlap, windows), "pooling": pooling}
+
+
+def _chunks(result: ScoreResult, options: ScoreOptions, index: int) -> int | None:
+    return result.chunks[index] if options.chunking is not None else None
+
+
 def _ranked(scores: list[float], top_n: int | None) -> list[int]:
     order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
     return order[:top_n] if top_n is not None else order
@@ -100,13 +117,16 @@ def _ranked(scores: list[float], top_n: int | None) -> list[int]:
 async def _cohere(request: Request, body: RerankRequest, api_version: str) -> RerankResponse:
     runtime: Runtime = request.app.state.runtime
     texts = body.texts()
-    options = ScoreOptions(max_tokens_per_doc=body.max_tokens_per_doc, instruction=body.instruction)
+    options = ScoreOptions(
+        max_tokens_per_doc=body.max_tokens_per_doc, instruction=body.instruction, **_long_documents(request, body)
+    )
     result = await _score(request, body.query, texts, options, "documents")
     results = [
         RerankResult(
             index=i,
             relevance_score=result.scores[i],
             document=ResultDocument(text=texts[i]) if body.return_documents else None,
+            chunks=_chunks(result, options, i),
         )
         for i in _ranked(result.scores, body.top_n)
     ]
@@ -144,9 +164,11 @@ async def rerank_tei(request: Request, body: TeiRerankRequest) -> list[TeiRank]:
         truncate=body.truncate if body.truncate is not None else True,
         side=body.truncation_direction,
         instruction=body.instruction,
+        **_long_documents(request, body),
     )
     result = await _score(request, body.query, body.texts, options, "texts")
+    texts = body.texts if body.return_text else None
     return [
-        TeiRank(index=i, score=result.scores[i], text=body.texts[i] if body.return_text else None)
+        TeiRank(index=i, score=result.scores[i], text=texts[i] if texts else None, chunks=_chunks(result, options, i))
         for i in _ranked(result.scores, None)
     ]
