@@ -127,20 +127,9 @@ class PinnedServer:
                 "PORT": str(self.port), "LOG_LEVEL": "warning", "ACCESS_LOG": "false", "HF_HUB_OFFLINE": "1",
                 "MALLOC_ARENA_MAX": "2"} | extra_env  # fmt: skip
         self.proc = subprocess.Popen(["taskset", "-c", cores, sys.executable, "-m", "reranker_server"], env=env)
-        import httpx
+        from benchmarks.run_benchmark import wait_ready
 
-        deadline = time.monotonic() + 180
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become ready in 180 s")
-            time.sleep(0.3)
+        wait_ready(self.proc, f"http://127.0.0.1:{self.port}/ready", "reranker-server", 180)
 
     def counters(self) -> dict[str, float]:
         """The server's own forward-pass counters (wall seconds of its inference thread, batches)."""

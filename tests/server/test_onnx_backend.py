@@ -312,7 +312,8 @@ def test_auto_skips_an_int8_candidate_there_is_no_room_to_quantize(
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
     model = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
     assert (model.backend.name, model.backend.dtype) == ("onnxruntime", "float32")
-    assert model.dtype_note.startswith("auto: int8 unavailable (GraphTooLarge: quantizing")
+    assert model.dtype_note.startswith("auto: float32 on onnxruntime")
+    assert "int8/onnxruntime unavailable (GraphTooLarge: quantizing" in model.dtype_note
 
 
 def test_half_precision_checkpoints_count_as_float32_in_memory(minilm_cross_dir: Path, tmp_path: Path) -> None:
