@@ -172,9 +172,11 @@ class Encoder:
             # the document's tokens: those reaching past the head (its first may carry the space before it)
             first = next((t for t, (_, end) in enumerate(enc.offsets) if end > len(head)), len(enc.ids))
             head_ids, doc_ids = enc.ids[:first], enc.ids[first:]
-            room = self.max_length - len(prefix) - len(suffix) - len(head_ids)
-            budget = room if max_tokens_per_doc is None else min(room, max_tokens_per_doc)
-            if len(doc_ids) > budget and (chunking is None or max_tokens_per_doc is not None):
+            room = max(1, self.max_length - len(prefix) - len(suffix) - len(head_ids))
+            # chunked: only max_tokens_per_doc cuts (before the windows); else the model's room too
+            budget = room if chunking is None else len(doc_ids)
+            budget = budget if max_tokens_per_doc is None else min(budget, max_tokens_per_doc)
+            if len(doc_ids) > budget:
                 if not truncate and chunking is None:
                     raise TooManyTokens(i, len(doc_ids), budget)
                 doc_ids = doc_ids[:budget] if side == "right" else doc_ids[len(doc_ids) - budget :]

@@ -155,3 +155,11 @@ def test_an_llm_reranker_pools_its_windows(qwen3_reranker_dir: Path) -> None:
         [result] = c.post("/v2/rerank", json=body).json()["results"]
     assert result["chunks"] == len(raws) > 1
     assert_scores_close([result["relevance_score"]], scoring.sigmoid(np.array([raws.mean()])))
+
+
+def test_an_llm_rerankers_document_is_cut_to_max_tokens_per_doc_before_its_windows(qwen3_model: Any) -> None:
+    chunked = ScoreOptions(chunking=Chunking(overlap=0, max_chunks=100))
+    room = len(qwen3_model.task.encode(QUERY, [LONG], chunked).sequences[0])  # a full window
+    whole = qwen3_model.task.encode(QUERY, [LONG], chunked).chunks[0]
+    cut = qwen3_model.task.encode(QUERY, [LONG], ScoreOptions(chunking=Chunking(0, 100), max_tokens_per_doc=100))
+    assert whole > cut.chunks[0] > 1 and all(len(s) <= room for s in cut.sequences)
