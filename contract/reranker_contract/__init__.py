@@ -6,5 +6,6 @@ They never import each other (an import-linter contract); this package imports n
   operator reads;
 - ``server_env``: the environment variables the operator sets on server pods;
 - ``health``: the paths and ``/health`` keys the probes read;
+- ``termination``: the server's last words on a fatal exit, which the operator classifies;
 - ``kubeconfig``: credentials (in-cluster, else kubeconfig) -> an HTTP client for the API server.
 """

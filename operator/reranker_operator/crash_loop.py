@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reranker_contract.termination import MODEL_LOAD_FAILED
+
 SERVER_CONTAINER = "server"
 RESTARTS_TO_REPORT = 2  # one restart can be an eviction or an OOM at a load peak; two is a pattern
-# the server's own line for a model it could not load (reranker_server.__main__)
-MODEL_LOAD_MARK = "the model failed to load"
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,5 @@ def crash_of(pods: list[dict[str, Any]]) -> ServerCrash | None:
             exit_code, why = summary["lastExitCode"], summary["lastReason"] or "no message"
             said = f"the server exited with code {exit_code} ({why})"
         # the server's words alone: a restart count or pod name in it would post an Event per restart
-        return ServerCrash("ModelLoadFailed" if MODEL_LOAD_MARK in said else "ServerCrashLoop", said)
+        return ServerCrash("ModelLoadFailed" if MODEL_LOAD_FAILED in said else "ServerCrashLoop", said)
     return None

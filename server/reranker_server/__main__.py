@@ -19,6 +19,8 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from reranker_contract.termination import MODEL_LOAD_FAILED, TERMINATION_LOG
+
 from .app import create_app
 from .runtime import Runtime
 from .settings import Settings
@@ -26,13 +28,12 @@ from .settings import Settings
 logger = logging.getLogger("reranker_server")
 # Where Kubernetes reads a container's last words (the pod's terminationMessagePath); elsewhere absent
 TERMINATION_LOG_ENV = "TERMINATION_MESSAGE_PATH"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 def fail(message: str, code: int = 1) -> SystemExit:
     """The process's end with one line: on stderr, and in the termination log where one exists, so
     `kubectl describe pod` and the operator's Degraded condition show why the server stopped."""
-    path = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    path = Path(os.environ.get(TERMINATION_LOG_ENV) or TERMINATION_LOG)
     if path.exists():
         with contextlib.suppress(OSError):  # read-only: FallbackToLogsOnError still takes the log's end
             path.write_text(message[:4096])  # the kubelet keeps 4096 bytes
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if server.interrupted:  # uvicorn's re-raise didn't reach us (seen once in CI: exit 0 after Ctrl-C)
         raise SystemExit(130)
     if runtime.phase == "failed":
-        raise fail(f"reranker-server: the model failed to load: {runtime.error}")
+        raise fail(f"reranker-server: {MODEL_LOAD_FAILED}: {runtime.error}")
 
 
 if __name__ == "__main__":

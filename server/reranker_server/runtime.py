@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reranker_contract.termination import MODEL_LOAD_FAILED
+
 from . import metrics
 from .admission import Admission
 from .batcher import Batcher
@@ -87,7 +89,7 @@ class Runtime:
             model = await self._load_with_retries(preloaded)
         except Exception as exc:
             self.phase, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.error("the model failed to load: %s", self.error)  # one line; the traceback at debug
+            logger.error("%s: %s", MODEL_LOAD_FAILED, self.error)  # one line; the traceback at debug
             logger.debug("model load traceback", exc_info=True)
             if self.on_failed is not None:
                 self.on_failed()
@@ -118,7 +120,7 @@ class Runtime:
 
     def require_service(self) -> RerankService:
         if self.phase == "failed":  # first: a failed load must never read as "still loading"
-            raise ModelUnavailable(f"the model failed to load: {self.error}", loading=False)
+            raise ModelUnavailable(f"{MODEL_LOAD_FAILED}: {self.error}", loading=False)
         if self.service is None or self.phase == "loading":
             raise ModelUnavailable("the model is still loading", loading=True)
         return self.service
