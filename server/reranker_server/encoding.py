@@ -7,6 +7,7 @@ worker threads while the event loop keeps serving.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,22 +67,27 @@ class Encoder:
         self.max_length = checkpoint.max_length
         self._pair_specials = self._tokenizer.num_special_tokens_to_add(True)
         self._single_specials = self._tokenizer.num_special_tokens_to_add(False)
-        # made once, never changed: worker threads share them (per-call settings would race)
-        self._pairs = {side: self._pair_tokenizer(side) for side in ("right", "left", None)}
+        # each made on first use (a large vocabulary's copy is tens of MiB), then never changed:
+        # worker threads share them (per-call settings would race)
+        self._pairs: dict[TruncationSide | None, Any] = {}
+        self._pairs_lock = threading.Lock()
 
     def _pair_tokenizer(self, side: TruncationSide | None) -> Any:
         """A copy that encodes (query, document) pairs whole, cutting only the document (from
         ``side``; None: never) to the model's length: one call per request that holds no GIL,
         where a post_process per pair held it (the pipeline's largest cost on a near-free model)."""
-        from tokenizers import Tokenizer
+        with self._pairs_lock:
+            if side not in self._pairs:
+                from tokenizers import Tokenizer
 
-        copy = Tokenizer.from_str(self._tokenizer.to_str())
-        copy.no_padding()
-        if side is None:
-            copy.no_truncation()
-        else:
-            copy.enable_truncation(self.max_length, strategy="only_second", direction=side)
-        return copy
+                copy = Tokenizer.from_str(self._tokenizer.to_str())
+                copy.no_padding()
+                if side is None:
+                    copy.no_truncation()
+                else:
+                    copy.enable_truncation(self.max_length, strategy="only_second", direction=side)
+                self._pairs[side] = copy
+            return self._pairs[side]
 
     def encode_pairs(
         self,
@@ -113,7 +119,8 @@ class Encoder:
     def _whole_pairs(
         self, query: str, documents: list[str], query_tokens: int, budget: int, side: TruncationSide | None
     ) -> list[Sequence]:
-        encodings = self._pairs[side].encode_batch([(query, doc) for doc in documents], add_special_tokens=True)
+        pairs = [(query, doc) for doc in documents]
+        encodings = self._pair_tokenizer(side).encode_batch(pairs, add_special_tokens=True)
         out: list[Sequence] = []
         for i, enc in enumerate(encodings):
             if side is None and len(enc.ids) > self.max_length:
