@@ -200,13 +200,13 @@ def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[li
     bodies.write_text("\n".join(json.dumps({"query": q, "texts": d, "truncate": True}) for q, d in workload))
     rows, notes = [], []
     for cores in args.cores:
-        rate = json.loads(_self(["--tokenizer", str(model_dir)], cores, args, workload_file=bodies))["rate"]
+        rate = json.loads(_self(["--tokenizer", str(model_dir)], cores, workload_file=bodies))["rate"]
         server = PinnedServer(model_dir, cores, dict(args.server_env))
         try:
-            _self(["--load", str(server.port), "8", "3"], cores, args, workload_file=bodies)  # warm-up
+            _self(["--load", str(server.port), "8", "3"], cores, workload_file=bodies)  # warm-up
             for concurrency in args.concurrency:
                 cpu_before, before = cpu_seconds(server.proc.pid), server.counters()
-                load = json.loads(_self(["--load", str(server.port), str(concurrency), str(args.seconds)], cores, args,
+                load = json.loads(_self(["--load", str(server.port), str(concurrency), str(args.seconds)], cores,
                                         workload_file=bodies))  # fmt: skip
                 server_cpu = cpu_seconds(server.proc.pid) - cpu_before
                 done = {k: v - before[k] for k, v in server.counters().items()}
@@ -245,7 +245,7 @@ def _command(extra: list[str], cores: str, bodies: Path) -> list[str]:
     return ["taskset", "-c", cores, sys.executable, __file__, *extra, "--bodies", str(bodies)]
 
 
-def _self(extra: list[str], cores: str, args: argparse.Namespace, workload_file: Path) -> str:
+def _self(extra: list[str], cores: str, workload_file: Path) -> str:
     result = subprocess.run(_command(extra, cores, workload_file), capture_output=True, text=True, check=True)
     return result.stdout.strip().splitlines()[-1]
 

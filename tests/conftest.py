@@ -151,6 +151,8 @@ def embedded_model():  # type: ignore[no-untyped-def]
 class _Accepts(BaseHTTPRequestHandler):
     """Answers every POST with 200 and ``{}``: what a load generator needs to count a request."""
 
+    protocol_version = "HTTP/1.1"  # keeps connections, as the pipeline benchmark's clients expect
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)

@@ -10,8 +10,6 @@ import importlib.util
 import itertools
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -97,30 +95,13 @@ def pipeline_ceiling() -> ModuleType:
     return _script("pipeline_ceiling")
 
 
-class _KeepAlive(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # the load generator's clients keep their connections
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        body = b"[]"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 def test_the_pipeline_load_generator_reuses_connections_and_counts_its_own_cpu(
-    pipeline_ceiling: ModuleType, tmp_path: Path
+    pipeline_ceiling: ModuleType, accepting_url: str, tmp_path: Path
 ) -> None:
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_text('{"query": "q", "texts": ["a"]}\n{"query": "r", "texts": ["b", "c"]}')
-    with ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        result = pipeline_ceiling.generate_load(server.server_address[1], bodies, concurrency=3, seconds=0.5)
-        server.shutdown()
+    port = int(accepting_url.rsplit(":", 1)[1])
+    result = pipeline_ceiling.generate_load(port, bodies, concurrency=3, seconds=0.5)
     assert result["failures"] == 0 and len(result["latencies"]) > 3
     assert result["cpu"] > 0 and result["elapsed"] >= 0.5
 
