@@ -53,6 +53,7 @@ class Decision:
     load: float | None  # the windowed average the decision used
     desired_total: int | None  # replicas the load needs, external endpoints included
     reason: str
+    cause: str = "load"  # the reason as a metric label: load, bounds, no_sample, hold_unready, rate_limited
 
     @property
     def changed(self) -> bool:
@@ -83,9 +84,9 @@ class Scaler:
         external = sample.ready_external if sample else 0
         if current < bounds.min_replicas or current > bounds.max_replicas:
             target = min(max(current, bounds.min_replicas), bounds.max_replicas)
-            return self._done(now, Decision(target, current, load, None, "outside replicas.min..max"))
+            return self._done(now, Decision(target, current, load, None, "outside replicas.min..max", "bounds"))
         if load is None:
-            return self._done(now, Decision(current, current, None, None, "no load sample yet"))
+            return self._done(now, Decision(current, current, None, None, "no load sample yet", "no_sample"))
         desired_total = max(0, math.ceil(load / bounds.target_per_replica - TOLERANCE))
         wanted = min(max(desired_total - external, bounds.min_replicas), bounds.max_replicas)
         self._recommend(now, wanted, bounds)
@@ -94,16 +95,16 @@ class Scaler:
         if external:
             reason += f", {external} external endpoint{'s' if external > 1 else ''} ready"
         if replicas < current and not (sample and sample.complete):
-            return self._done(
-                now,
-                Decision(current, current, load, desired_total, "not scaling down: a pod is unready or unreadable"),
-            )
+            held = "not scaling down: a pod is unready or unreadable"
+            return self._done(now, Decision(current, current, load, desired_total, held, "hold_unready"))
+        cause = "load"
         if replicas != current:
             limited = self._rate_limited(now, current, replicas, bounds)
             if limited != replicas:
                 reason += f" (rate-limited to {limited})"
+                cause = "rate_limited"
             replicas = limited
-        return self._done(now, Decision(replicas, current, load, desired_total, reason))
+        return self._done(now, Decision(replicas, current, load, desired_total, reason, cause))
 
     def _recommend(self, now: float, wanted: int, bounds: Bounds) -> None:
         self.recommendations.append((now, wanted))

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from . import conditions, fleet_load, profiles
+from . import conditions, fleet_load, metrics, profiles
 from .autoscaler import Bounds, Decision, Scaler
 from .kube import KubeError
 from .reconcile import post_event
@@ -55,12 +55,16 @@ async def tick(
     registered = [e for e in indexes["registered_endpoints"].get((namespace, name), ())
                   if not e["metadata"].get("deletionTimestamp")]  # fmt: skip
     externals = fleet_load.endpoint_targets(registered)
-    sample, failed = await fleet_load.sample(memo.http, pods, externals, current, settings.scrape_timeout)
-    if failed:
+    sample, loads = await fleet_load.sample(memo.http, pods, externals, current, settings.scrape_timeout)
+    for target in externals:
+        if (load := loads[target]) is not None:
+            metrics.ENDPOINT_LOAD.labels(namespace, name, target.name).set(load)
+    if failed := [t.url for t, load in loads.items() if load is None]:
         logger.info("%s/%s: could not read %s (no scale-down this tick)", namespace, name, ", ".join(failed))
     scalers: dict[str, Scaler] = memo.scalers
     scaler = scalers.setdefault(uid, Scaler())
     decision = scaler.decide(time.monotonic(), current, sample, bounds(spec))
+    _export(namespace, name, decision)
     scaling: dict[str, dict[str, Any]] = memo.scaling
     previous = scaling.get(uid) or {}
     last_scale = previous.get("lastScale")
@@ -81,6 +85,14 @@ async def tick(
         written[uid] = time.monotonic()
         return True
     return False
+
+
+def _export(namespace: str, name: str, decision: Decision) -> None:
+    metrics.DESIRED_REPLICAS.labels(namespace, name).set(decision.replicas)
+    if decision.load is not None:
+        metrics.LOAD.labels(namespace, name).set(decision.load)
+    action = "hold" if not decision.changed else ("up" if decision.replicas > decision.current else "down")
+    metrics.DECISIONS.labels(namespace, name, action, decision.cause).inc()
 
 
 def _status(decision: Decision, last_scale: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import httpx
 
 from reranker_contract.endpoint import EndpointSpec, lease_expired
 
-from . import endpoints
+from . import endpoints, metrics
 from .conditions import Condition, render
 from .kube import Kube
 from .models import scheme_of
@@ -69,6 +69,11 @@ async def probe_endpoint(
         )
         if result.latency_ms is not None:
             status["latencyMs"] = round(result.latency_ms, 1)
+    if reranker is not None and "fleetSize" in (reranker.get("status") or {}):
+        status["fleetSize"] = reranker["status"]["fleetSize"]  # the machine divides its rate limits by it
+    metrics.ENDPOINT_READY.labels(namespace, spec.reranker, meta["name"]).set(1 if state.ready else 0)
+    if status.get("latencyMs") is not None:
+        metrics.ENDPOINT_PROBE_SECONDS.labels(namespace, spec.reranker, meta["name"]).set(status["latencyMs"] / 1000)
     status["consecutiveFailures"] = state.failures
     status["consecutiveSuccesses"] = state.successes
     status["conditions"] = render(

@@ -38,6 +38,7 @@ def parse_load(text: str) -> float:
 @dataclass(frozen=True)
 class Target:
     url: str
+    name: str = ""  # the pod's or the RerankerEndpoint's
     ca_bundle: str | None = None
     # a pod serving HTTPS has the user's certificate, issued for the Service's name, not the pod
     # IP; metrics carry nothing secret and nothing is sent, so pods are read without verifying it
@@ -59,9 +60,12 @@ def _port(pod: dict[str, Any]) -> int:
 
 
 def pod_targets(pods: Iterable[dict[str, Any]], scheme: str) -> list[Target]:
-    return [
-        Target(probe.url(scheme, p["status"]["podIP"], _port(p), METRICS_PATH), verify=False) for p in pods if _ready(p)
-    ]
+    targets = []
+    for pod in pods:
+        if _ready(pod):
+            url = probe.url(scheme, pod["status"]["podIP"], _port(pod), METRICS_PATH)
+            targets.append(Target(url, (pod.get("metadata") or {}).get("name", ""), verify=False))
+    return targets
 
 
 def endpoint_targets(registered: Iterable[dict[str, Any]]) -> list[Target]:
@@ -71,7 +75,8 @@ def endpoint_targets(registered: Iterable[dict[str, Any]]) -> list[Target]:
         if endpoints.rotation(endpoint) != (True, True):
             continue
         spec = EndpointSpec.from_manifest(endpoint)
-        targets.append(Target(probe.url(spec.scheme, spec.address, spec.port, METRICS_PATH), spec.ca_bundle))
+        url = probe.url(spec.scheme, spec.address, spec.port, METRICS_PATH)
+        targets.append(Target(url, (endpoint.get("metadata") or {}).get("name", ""), spec.ca_bundle))
     return targets
 
 
@@ -95,9 +100,9 @@ async def scrape(client: httpx.AsyncClient, target: Target, limit_seconds: float
 
 async def sample(
     client: httpx.AsyncClient, pods: list[Target], externals: list[Target], replicas: int, limit_seconds: float
-) -> tuple[Sample, list[str]]:
-    """One scrape of everything, concurrently; returns the sample and the URLs that failed."""
-    loads = await asyncio.gather(*(scrape(client, t, limit_seconds) for t in [*pods, *externals]))
-    failed = [t.url for t, load in zip([*pods, *externals], loads, strict=True) if load is None]
-    complete = not failed and len(pods) >= replicas  # every replica ready and read
-    return Sample(sum(x for x in loads if x is not None), complete, len(externals)), failed
+) -> tuple[Sample, dict[Target, float | None]]:
+    """One scrape of everything, concurrently; returns the sample and each target's load (None: failed)."""
+    targets = [*pods, *externals]
+    loads = dict(zip(targets, await asyncio.gather(*(scrape(client, t, limit_seconds) for t in targets)), strict=True))
+    complete = None not in loads.values() and len(pods) >= replicas  # every replica ready and read
+    return Sample(sum(x for x in loads.values() if x is not None), complete, len(externals)), loads

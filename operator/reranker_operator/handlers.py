@@ -22,11 +22,12 @@ import kopf
 from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
 
-from . import autoscaling, crash_loop, external, model_cache, ownership
+from . import autoscaling, crash_loop, external, metrics, model_cache, ownership
 from .endpoints import Thresholds
 from .kube import KINDS, Kube, KubeError
 from .models import GROUP, PLURAL, VERSION, ModelRef
 from .reconcile import Observed, reconcile
+from .resources import fleet_config_map_name
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.scaling = {}  # Reranker uid -> the autoscaler's status (load, desired, last scale)
     memo.scaling_written = {}  # Reranker uid -> when that status was last written (monotonic)
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
+    if SETTINGS.metrics_port:
+        metrics.serve(SETTINGS.metrics_port)
 
 
 @kopf.on.cleanup()
@@ -238,8 +241,9 @@ async def reconcile_reranker(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)  # optional: adds no finalizer of its own
-async def forget_reranker(uid: str, memo: kopf.Memo, **_: Any) -> None:
+async def forget_reranker(uid: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Its children go with it (owner references); only what this process remembers is left."""
+    metrics.forget_reranker(namespace or "", name)
     memo.statuses.pop(uid, None)
     memo.locks.pop(uid, None)
     memo.progress.pop(uid, None)
@@ -305,7 +309,8 @@ async def child_changed(body: kopf.Body, namespace: str | None, name: str, memo:
     # the same Reranker (not an older one with the same name whose children the GC hasn't taken)
     if owner and reranker and ownership.owned_by(dict(body), reranker["metadata"].get("uid", "")):
         this = (str(body.get("kind")), name)
-        await _reconcile_cached(memo, kwargs, namespace or "", owner, scope=lambda key: key == this)
+        size = ("ConfigMap", fleet_config_map_name(owner))  # follows the Deployment's ready count
+        await _reconcile_cached(memo, kwargs, namespace or "", owner, scope=lambda key: key in (this, size))
 
 
 for _kind in ownership.OWNED_KINDS:
@@ -334,8 +339,10 @@ async def probe_endpoint(body: kopf.Body, namespace: str | None, memo: kopf.Memo
 async def endpoint_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     """Registered, probed, withdrawn: the Reranker's slices and counts follow from the caches."""
     reranker = EndpointSpec.from_manifest(dict(body)).reranker
+    if kwargs.get("type") == "DELETED":
+        metrics.forget_endpoint(namespace or "", reranker, body["metadata"]["name"])
     if reranker:
-        external = ("Service", f"{reranker}-external")
+        named = (("Service", f"{reranker}-external"), ("ConfigMap", fleet_config_map_name(reranker)))
         await _reconcile_cached(
-            memo, kwargs, namespace or "", reranker, scope=lambda key: key[0] == "EndpointSlice" or key == external
+            memo, kwargs, namespace or "", reranker, scope=lambda key: key[0] == "EndpointSlice" or key in named
         )

@@ -46,6 +46,7 @@ KINDS: dict[str, ResourceType] = {
     "RerankerEndpoint": ResourceType(GROUP, VERSION, "rerankerendpoints"),
     "Deployment": ResourceType("apps", "v1", "deployments"),
     "Service": ResourceType("", "v1", "services"),
+    "ConfigMap": ResourceType("", "v1", "configmaps"),
     "HorizontalPodAutoscaler": ResourceType("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ResourceType("policy", "v1", "poddisruptionbudgets"),
     "EndpointSlice": ResourceType("discovery.k8s.io", "v1", "endpointslices"),

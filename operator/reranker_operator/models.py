@@ -142,6 +142,22 @@ class CacheSpec(_CamelModel):
     redis: RedisCache | None = None
 
 
+class RateLimits(_CamelModel):
+    """Per-API-key limits across the fleet; a key's own (in the key Secret) win over these."""
+
+    requests_per_second: float | None = Field(None, ge=0.001)
+    pairs_per_second: float | None = Field(None, ge=0.001)
+    request_burst: float | None = Field(None, ge=0.001)
+    pair_burst: float | None = Field(None, ge=0.001)
+
+
+def with_rate_limits(spec: RerankerSpec, default: RateLimits | None) -> RerankerSpec:
+    """The spec with the operator's default rate limits where the Reranker sets none."""
+    if spec.rate_limits is not None or default is None:
+        return spec
+    return spec.model_copy(update={"rate_limits": default})
+
+
 class AuthSpec(_CamelModel):
     """API keys: a Secret key holding one key per line, mounted so rotation needs no restart."""
 
@@ -180,6 +196,7 @@ class RerankerSpec(_CamelModel):
     service: ServiceSpec = ServiceSpec()
     cache: CacheSpec | None = None
     auth: AuthSpec | None = None
+    rate_limits: RateLimits | None = None
     tls: TlsSpec | None = None
     network_policy: NetworkPolicySpec | None = None
 

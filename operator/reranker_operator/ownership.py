@@ -14,7 +14,7 @@ from typing import Any
 
 from reranker_contract.api import API_VERSION, RERANKER_KIND
 
-from . import endpoints, model_cache, resources
+from . import endpoints, fleet, model_cache, resources
 from .models import RerankerSpec
 from .profiles import HardwareProfile
 from .resources import Manifest, Owner
@@ -22,7 +22,7 @@ from .resources import Manifest, Owner
 # Every kind a Reranker may own. The operator watches each (labels: MANAGED_LABELS) into a cache.
 OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
                                 "NetworkPolicy", "EndpointSlice", "PersistentVolumeClaim", "Job",
-                                "ScaledObject")  # fmt: skip
+                                "ScaledObject", "ConfigMap")  # fmt: skip
 # Created once and then left alone: a Job's template and most of a claim's spec are immutable
 # (an apply that changes them is refused), and a new model gets a new claim and Job by name.
 CREATE_ONLY_KINDS = frozenset({"PersistentVolumeClaim", "Job"})
@@ -91,8 +91,10 @@ def desired_children(
         claim = (live or {}).get(("PersistentVolumeClaim", model_cache.claim_name(owner.name, spec.model)))
         cache_node = model_cache.pinned_node(claim, mode)
         cache_children = resources.model_cache_children(owner, spec, profile, image, mode)
+    deployment = (live or {}).get(("Deployment", owner.name))
     wanted: list[Manifest | None] = [
         resources.deployment(owner, spec, profile, image, default_redis_url, cache_node),
+        fleet.config_map(owner, spec, fleet.size(deployment, registered)),
         *cache_children,
         resources.service(owner, spec, profile),
         resources.hpa(owner, spec, profile, cluster.served_metrics),

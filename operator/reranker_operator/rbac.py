@@ -41,6 +41,7 @@ RULES: tuple[Rule, ...] = (
     Rule("networking.k8s.io", "networkpolicies", _CHILD, "application", "spec.networkPolicy's policy"),
     Rule("discovery.k8s.io", "endpointslices", _CHILD, "application",
          "external endpoints listed in the Reranker's Services"),
+    Rule("", "configmaps", _CHILD, "application", "<name>-fleet: the fleet's size, for the servers' rate-limit shares"),
     Rule("", "persistentvolumeclaims", _CHILD, "application", "spec.model.cache's claim"),
     Rule("batch", "jobs", _CHILD, "application", "the Job that loads the model into the cache"),
     Rule("", "pods", ("list", "watch"), "application",

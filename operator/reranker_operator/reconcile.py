@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions, crash_loop, model_cache, ownership, profiles, resources
+from . import conditions, crash_loop, fleet, metrics, model_cache, ownership, profiles, resources
 from .kube import Kube, KubeError
-from .models import RerankerSpec, with_hub_endpoint
+from .models import RerankerSpec, with_hub_endpoint, with_rate_limits
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ async def reconcile(
     autoscaler_problem: str | None = None
     status: dict[str, Any] = {"observedGeneration": generation}
     if spec is not None and not problems:
-        spec = with_hub_endpoint(spec, settings.default_hub_endpoint)
+        spec = with_rate_limits(with_hub_endpoint(spec, settings.default_hub_endpoint), settings.default_rate_limits)
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
         desired = ownership.desired_children(
@@ -145,6 +145,7 @@ async def reconcile(
         status["profile"] = profiles.summary(profile)
         status["url"] = resources.service_url(owner, spec)
         status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
+        status["fleetSize"] = fleet.size(deployment, observed.endpoints)
         status["autoscaling"] = _autoscaling_status(spec, desired, name, observed.scaling)
         autoscaler_problem = ownership.autoscaler_problem(spec, observed.cluster)
         if spec.model.cache is not None:
@@ -171,6 +172,7 @@ async def reconcile(
     status["replicas"] = int(deploy_status.get("replicas") or 0)
     status["readyReplicas"] = int(deploy_status.get("readyReplicas") or 0)
     status["replicaSummary"] = f"{status['readyReplicas']}/{status['replicas']}"
+    metrics.reranker_status(namespace, name, status["replicas"], status["readyReplicas"], status.get("fleetSize"))
     if _unchanged(current, status) or status == observed.last_status:
         return computed
     try:

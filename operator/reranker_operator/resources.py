@@ -35,6 +35,8 @@ CONTAINER_SECURITY = {
 }
 API_KEYS_DIR = "/etc/reranker/api-keys"
 TLS_DIR = "/etc/reranker/tls"
+FLEET_DIR = "/etc/reranker/fleet"
+FLEET_SIZE_KEY = "size"
 # Variables the operator sets from spec fields; spec.env may not override them.
 RESERVED_ENV = env_names.RESERVED
 Manifest = dict[str, Any]
@@ -71,7 +73,7 @@ def labels(name: str, hardware_class: str) -> dict[str, str]:
     }
 
 
-def _metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
+def metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": owner.namespace,
@@ -102,8 +104,8 @@ def model_cache_children(
 ) -> list[Manifest | None]:
     """The claim (unless it exists already) and the Job that fills it, for this model and revision."""
     model = spec.model
-    claim_meta = _metadata(owner, model_cache.claim_name(owner.name, model), profile.hardware_class)
-    job_meta = _metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
+    claim_meta = metadata(owner, model_cache.claim_name(owner.name, model), profile.hardware_class)
+    job_meta = metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
     job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
     job = model_cache.loader_job(job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY,
                                  CONTAINER_SECURITY, _onnx_graphs(profile))  # fmt: skip
@@ -136,7 +138,7 @@ def cache_env(spec: RerankerSpec, default_redis_url: str | None) -> list[dict[st
 
 
 def server_env(
-    spec: RerankerSpec, profile: HardwareProfile, default_redis_url: str | None = None
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, default_redis_url: str | None = None
 ) -> list[dict[str, Any]]:
     """Environment of the server container: profile tuning, the shared cache, then the user's extra variables."""
     threads = str(profile.cpu_threads)
@@ -167,6 +169,7 @@ def server_env(
         managed[env_names.HF_HUB_OFFLINE] = "0"
     if spec.auth is not None:
         managed[env_names.API_KEY_FILE] = f"{API_KEYS_DIR}/{spec.auth.api_key_secret_ref.key}"
+    managed |= rate_limit_env(owner, spec)
     if spec.tls is not None:
         managed[env_names.TLS_CERT_FILE] = f"{TLS_DIR}/tls.crt"
         managed[env_names.TLS_KEY_FILE] = f"{TLS_DIR}/tls.key"
@@ -194,15 +197,44 @@ def server_env(
     return env
 
 
+def shares_rate_limits(spec: RerankerSpec) -> bool:
+    """Rate limits (the spec's, or keys' own in the key Secret): the pods need the fleet's size."""
+    return spec.rate_limits is not None or spec.auth is not None
+
+
+def fleet_config_map_name(reranker: str) -> str:
+    return f"{reranker}-fleet"
+
+
+def rate_limit_env(owner: Owner, spec: RerankerSpec) -> dict[str, str]:
+    if not shares_rate_limits(spec):
+        return {}
+    env = {env_names.RATE_LIMIT_SCOPE: f"{owner.namespace}/{owner.name}",
+           env_names.FLEET_SIZE_FILE: f"{FLEET_DIR}/{FLEET_SIZE_KEY}"}  # fmt: skip
+    limits = spec.rate_limits
+    for name, value in (
+        (env_names.RATE_LIMIT_REQUESTS_PER_SECOND, limits and limits.requests_per_second),
+        (env_names.RATE_LIMIT_PAIRS_PER_SECOND, limits and limits.pairs_per_second),
+        (env_names.RATE_LIMIT_REQUEST_BURST, limits and limits.request_burst),
+        (env_names.RATE_LIMIT_PAIR_BURST, limits and limits.pair_burst),
+    ):
+        if value is not None:
+            env[name] = f"{value:g}"
+    return env
+
+
 def cache_mount(spec: RerankerSpec) -> str:
     """Where the pod's Hugging Face cache lives: the claim's mount, else the scratch directory."""
     return MODEL_CACHE_DIR if spec.model.cache is not None else SCRATCH_DIR
 
 
-def secret_volumes(spec: RerankerSpec) -> list[dict[str, Any]]:
-    """The API-key and TLS Secrets as volumes: the kubelet refreshes them in place, so a rotated
-    key reaches the server (which re-reads API_KEY_FILE) without a restart."""
+def secret_volumes(owner: Owner, spec: RerankerSpec) -> list[dict[str, Any]]:
+    """The API-key and TLS Secrets and the fleet ConfigMap as volumes: the kubelet refreshes them
+    in place, so a rotated key (API_KEY_FILE) or a new fleet size reaches the server without a restart."""
     volumes = []
+    if shares_rate_limits(spec):  # optional: the pods may start before the operator writes it
+        config_map = {"name": fleet_config_map_name(owner.name), "optional": True}
+        volumes.append({"name": "fleet", "configMap": config_map})
     if spec.auth is not None:
         volumes.append({"name": "api-keys", "secret": {"secretName": spec.auth.api_key_secret_ref.name}})
     if spec.tls is not None:
@@ -212,6 +244,8 @@ def secret_volumes(spec: RerankerSpec) -> list[dict[str, Any]]:
 
 def secret_mounts(spec: RerankerSpec) -> list[dict[str, Any]]:
     mounts = []
+    if shares_rate_limits(spec):
+        mounts.append({"name": "fleet", "mountPath": FLEET_DIR, "readOnly": True})
     if spec.auth is not None:
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
     if spec.tls is not None:
@@ -254,7 +288,7 @@ def deployment(
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-                "env": server_env(spec, profile, default_redis_url),
+                "env": server_env(owner, spec, profile, default_redis_url),
                 "resources": resources,
                 "startupProbe": _probe(READY_PATH, profile.startup, spec.scheme),
                 "readinessProbe": _probe(READY_PATH, profile.readiness, spec.scheme),
@@ -272,7 +306,7 @@ def deployment(
                 ],
             }
         ],
-        "volumes": [model_volume, {"name": "tmp", "emptyDir": {}}, *secret_volumes(spec)],
+        "volumes": [model_volume, {"name": "tmp", "emptyDir": {}}, *secret_volumes(owner, spec)],
     }
     if cached:
         pod_spec["initContainers"] = [model_cache.wait_container(spec.model, image, CONTAINER_SECURITY)]
@@ -305,7 +339,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": deploy_spec,
     }
 
@@ -314,7 +348,7 @@ def service(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manif
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": {
             "type": spec.service.type,
             "selector": selector_labels(owner.name),
@@ -361,7 +395,7 @@ def hpa(
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
             "minReplicas": spec.replicas.min,
@@ -388,7 +422,7 @@ def scaled_object(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, se
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
             "minReplicaCount": spec.replicas.min,
@@ -417,7 +451,7 @@ def pdb(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest 
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
     }
 
@@ -441,7 +475,7 @@ def network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _metadata(owner, owner.name, profile.hardware_class),
+        "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(owner.name)},
             "policyTypes": ["Ingress"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .models import RateLimits
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -18,6 +20,9 @@ class OperatorSettings(BaseSettings):
     )
     default_redis_url: str | None = Field(
         None, description="Shared score cache for Rerankers without spec.cache.redis (distributed mode)."
+    )
+    default_rate_limits: RateLimits | None = Field(
+        None, description="Per-API-key limits (JSON, the spec's rateLimits shape) for Rerankers that set none."
     )
     cache_poll_interval: float = Field(
         10.0, gt=0, description="Seconds between reads of a model loader's progress while it runs."
@@ -35,5 +40,8 @@ class OperatorSettings(BaseSettings):
     successes_to_rejoin: int = Field(2, ge=1, description="Good probes in a row that bring it back.")
     operator_namespace: str | None = Field(
         None, description="Where the operator runs: Rerankers' NetworkPolicies admit it (the chart sets it)."
+    )
+    metrics_port: int = Field(
+        8081, ge=0, le=65535, description="Port of the operator's Prometheus /metrics (0: not served)."
     )
     liveness_port: int = Field(8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")

@@ -101,12 +101,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
-async def _register(settings: Settings) -> Any:
+async def _register(settings: Settings, runtime: Runtime) -> Any:
     from reranker_contract.kubeconfig import api_client
 
     from .registration import Registrar
 
-    registrar = Registrar(settings, api_client(timeout=10.0), capacity=settings.max_parallel_requests)
+    client = api_client(timeout=10.0)
+    registrar = Registrar(settings, client, capacity=settings.max_parallel_requests, fleet=runtime.limiter.fleet)
     await registrar.start()
     return registrar
 
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: Runtime = app.state.runtime
         runtime.start_loading(model)
-        registrar = await _register(settings) if settings.register_endpoint else None
+        registrar = await _register(settings, runtime) if settings.register_endpoint else None
         try:
             yield
         finally:

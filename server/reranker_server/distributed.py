@@ -68,7 +68,7 @@ class NoSharedCache:
         return None
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """redis://:secret@host:6379/0 -> redis://***@host:6379/0"""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
@@ -92,7 +92,7 @@ class RedisSharedCache:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
         self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
-        self._url = _redacted(url)
+        self._url = redacted(url)
         self._prefix = f"rr:{namespace}:".encode()
         self._ttl = ttl_seconds
         self._timeout = timeout

@@ -15,6 +15,7 @@ class ApiError(Exception):
         error_type: str = "validation",
         retry_after: int | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -23,6 +24,7 @@ class ApiError(Exception):
         self.error_type = error_type
         self.retry_after = retry_after
         self._headers = headers or {}
+        self.details = details or {}  # more the client can act on (a rate limit's name and rate)
 
     def body(self) -> dict[str, Any]:
         # "message" is what Cohere/Jina clients show; "error"/"error_type" is TEI's shape.
@@ -31,7 +33,7 @@ class ApiError(Exception):
             "error": self.message,
             "error_type": self.error_type,
             "field": self.field,
-        }
+        } | self.details
 
     def headers(self) -> dict[str, str]:
         retry = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}

@@ -45,3 +45,11 @@ REDIS_SHARED_COMPUTATIONS = Counter(
     "reranker_redis_shared_computations", "Pairs another replica was computing whose score this one took from Redis."
 )
 READY = Gauge("reranker_ready", "1 when the model is loaded and the server admits requests.")
+KEY_REQUESTS = Counter("reranker_key_requests", "Rerank requests by API key (a hash of it, never the key).", ["key"])
+KEY_PAIRS = Counter("reranker_key_pairs", "Pairs admitted past the rate limits, by API key hash.", ["key"])
+RATE_LIMITED = Counter("reranker_rate_limited_requests", "Requests refused (429) by a rate limit.", ["key", "limit"])
+RATE_LIMIT_SHARED = Gauge(
+    "reranker_rate_limit_shared",
+    "1 while rate limits are enforced fleet-wide in Redis; 0 while this server enforces its share.",
+)
+FLEET_SIZE = Gauge("reranker_fleet_size", "Servers the fleet's rate limits are shared between, as last told.")

@@ -2,6 +2,8 @@
 
 On start it applies its RerankerEndpoint and a ``coordination.k8s.io`` Lease (the heartbeat the
 operator checks), renews the Lease every third of its duration, and on shutdown withdraws both.
+At each renewal it reads the fleet's size from its endpoint's status (the operator writes it
+there), so its share of the rate limits follows the fleet.
 Credentials come from the usual places: in-cluster service account, else KUBECONFIG/~/.kube.
 """
 
@@ -21,6 +23,7 @@ import httpx
 from reranker_contract.api import ENDPOINT_PLURAL, GROUP, VERSION
 from reranker_contract.endpoint import EndpointSpec, lease_manifest, lease_name
 
+from .fleet_size import FleetSize
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,12 +31,13 @@ FIELD_MANAGER = "reranker-server"
 ENDPOINTS = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{ENDPOINT_PLURAL}"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 # What a registrar needs (the chart's per-machine Role is tested against this): server-side apply
-# that may create (create; patch on its own name), and withdrawal (delete, its own name).
+# that may create (create; patch on its own name), withdrawal (delete, its own name), and reading
+# its endpoint's status (get, its own name).
 REQUIRED_PERMISSIONS = {
-    ("reranker.dev", "rerankerendpoints"): {"create", "patch", "delete"},
+    ("reranker.dev", "rerankerendpoints"): {"create", "get", "patch", "delete"},
     ("coordination.k8s.io", "leases"): {"create", "patch", "delete"},
 }
-OWN_NAME_ONLY = {"patch", "delete"}  # limited by resourceNames to the machine's endpoint and Lease
+OWN_NAME_ONLY = {"get", "patch", "delete"}  # limited by resourceNames to the machine's endpoint and Lease
 
 
 def split_address(advertise: str) -> tuple[str, int]:
@@ -51,7 +55,9 @@ def default_endpoint_name(reranker: str) -> str:
 
 
 class Registrar:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, capacity: int) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient, capacity: int, fleet: FleetSize | None = None
+    ) -> None:
         assert settings.reranker and settings.advertise_address
         self.settings = settings
         self.client = client
@@ -60,6 +66,7 @@ class Registrar:
         self.lease_name = lease_name(self.name)
         self.address, self.port = split_address(settings.advertise_address)
         self.capacity = capacity
+        self.fleet = fleet
         self._renewer: asyncio.Task[None] | None = None
 
     def endpoint(self) -> dict[str, Any]:
@@ -109,6 +116,20 @@ class Registrar:
                 await self._apply(LEASES, self.lease())
             except (httpx.HTTPError, RuntimeError) as exc:  # keep trying: the Lease has slack
                 logger.warning("lease renewal failed: %s", exc)
+            await self.read_fleet_size()
+
+    async def read_fleet_size(self) -> None:
+        """The fleet's size as the operator last wrote it on this endpoint's status."""
+        if self.fleet is None:
+            return
+        try:
+            response = await self.client.get(f"{ENDPOINTS.format(ns=self.namespace)}/{self.name}")
+            size = (response.json().get("status") or {}).get("fleetSize") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:  # the last size stands until the next renewal
+            logger.warning("reading the fleet size failed: %s", exc)
+            return
+        if isinstance(size, int):
+            self.fleet.set(size)
 
     async def stop(self) -> None:
         """Withdraw: the endpoint leaves the fleet now, not when its Lease runs out."""

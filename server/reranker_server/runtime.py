@@ -15,8 +15,11 @@ from .admission import Admission
 from .batcher import Batcher
 from .cache import ScoreCache
 from .distributed import NoSharedCache, RedisSharedCache, SharedCache
+from .fleet_size import FleetSize
 from .model import LoadedModel, load_model
 from .problems import ModelUnavailable
+from .rate_limiter import RateLimiter
+from .rate_limits import Limits
 from .serving import RerankService
 from .settings import Settings
 
@@ -40,11 +43,30 @@ def shared_cache(settings: Settings) -> SharedCache:
     )
 
 
+def rate_limiter(settings: Settings) -> RateLimiter:
+    defaults = Limits(
+        requests_per_second=settings.rate_limit_requests_per_second,
+        pairs_per_second=settings.rate_limit_pairs_per_second,
+        request_burst=settings.rate_limit_request_burst,
+        pair_burst=settings.rate_limit_pair_burst,
+    )
+    registered = f"{settings.namespace}/{settings.reranker}" if settings.register_endpoint else None
+    return RateLimiter(
+        defaults,
+        FleetSize(settings.fleet_size, settings.fleet_size_file),
+        scope=settings.rate_limit_scope or registered or "default",
+        redis_url=settings.redis_url,
+        timeout=settings.redis_timeout,
+        retry_seconds=settings.redis_retry_seconds,
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
     admission: Admission
     cache: ScoreCache
+    limiter: RateLimiter
     phase: Phase = "loading"
     error: str | None = None
     shared: SharedCache = field(default_factory=NoSharedCache)
@@ -60,6 +82,7 @@ class Runtime:
             settings=settings,
             admission=Admission(settings.max_parallel_requests, settings.max_queue_size),
             cache=ScoreCache(settings.cache_size),
+            limiter=rate_limiter(settings),
             shared=shared_cache(settings),
         )
 
@@ -131,3 +154,4 @@ class Runtime:
         if self.batcher:
             await self.batcher.stop()
         await self.shared.close()
+        await self.limiter.close()

@@ -93,10 +93,35 @@ class Settings(BaseSettings):
 
     cache_size: int = Field(100_000, ge=0, description="Scores kept in the in-process LRU (0 = off).")
     enable_distributed: bool = Field(False, description="Share the score cache through Redis.")
-    redis_url: str | None = Field(None, description="Redis URL for ENABLE_DISTRIBUTED.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis the fleet shares: the score cache (with ENABLE_DISTRIBUTED) and the rate limits' buckets.",
+    )
     redis_ttl_seconds: int = Field(86_400, ge=1, description="How long shared scores live in Redis.")
     redis_timeout: float = Field(0.1, gt=0, description="Seconds a Redis call may take before scoring goes on locally.")
     redis_retry_seconds: float = Field(2.0, gt=0, description="After a Redis error, local-only for this long.")
+
+    rate_limit_requests_per_second: float | None = Field(
+        None, gt=0, description="Requests per second each API key may make, across the fleet (unset: no limit)."
+    )
+    rate_limit_pairs_per_second: float | None = Field(
+        None, gt=0, description="(query, document) pairs per second each API key may send, across the fleet."
+    )
+    rate_limit_request_burst: float | None = Field(
+        None, gt=0, description="Requests a key may make at once above its rate (default: one second's worth)."
+    )
+    rate_limit_pair_burst: float | None = Field(
+        None, gt=0, description="Pairs a key may send at once above its rate (default: one second's worth)."
+    )
+    rate_limit_scope: str | None = Field(
+        None,
+        description="Servers with the same scope share a key's budget in Redis (the operator sets "
+        "<namespace>/<reranker>; default: that of --register, else 'default').",
+    )
+    fleet_size: int = Field(1, ge=1, description="Servers sharing the limits when each enforces its own share.")
+    fleet_size_file: Path | None = Field(
+        None, description="A file holding the fleet's size, re-read each second (the operator's ConfigMap)."
+    )
 
     register_endpoint: bool = Field(
         False, alias="register", description="Join a Reranker's fleet as an external endpoint (Mac minis)."

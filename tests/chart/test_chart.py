@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import shutil
 import subprocess
 from typing import Any
@@ -26,6 +27,9 @@ NON_DEFAULT = [
     "--set", "fullnameOverride=rr",
     "--set", "cache.redisUrl=redis://redis.cache:6379/0",
     "--set", "autoscaling.keda.prometheusAddress=http://prometheus.monitoring:9090",
+    "--set", "rateLimits.requestsPerSecond=20", "--set", "rateLimits.pairBurst=4000",
+    "--set", "dashboard.enabled=true", "--set", "dashboard.namespace=monitoring",
+    "--set", "operator.metricsPort=9102",
 ]  # fmt: skip
 
 
@@ -73,7 +77,8 @@ def test_lint_and_template_validate(values: list[str]) -> None:
     assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
     for doc in docs:
         if doc["apiVersion"].startswith("monitoring.coreos.com"):
-            assert doc["spec"]["endpoints"][0]["port"] == "http"  # the operator's Service port name
+            # the servers' Service port name, and the operator's metrics Service's
+            assert doc["spec"]["endpoints"][0]["port"] in ("http", "metrics")
             continue
         validate_any(doc)
 
@@ -88,6 +93,11 @@ def test_non_default_values_land_where_they_should() -> None:
     assert env["DEFAULT_REDIS_URL"] == "redis://redis.cache:6379/0"
     assert env["KEDA_PROMETHEUS_ADDRESS"] == "http://prometheus.monitoring:9090"
     assert env["AUTOSCALE_INTERVAL"] == "5"
+    assert json.loads(env["DEFAULT_RATE_LIMITS"]) == {"requestsPerSecond": 20, "pairBurst": 4000}
+    assert (
+        env["METRICS_PORT"] == "9102"
+        and {"name": "metrics", "containerPort": 9102, "protocol": "TCP"} in (container["ports"])
+    )
     assert env["OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert docs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "custom-sa"
     assert docs["Reranker"]["spec"]["model"]["name"]
@@ -102,6 +112,9 @@ def test_schema_refuses_bad_values() -> None:
         ["--set", "sampleReranker.hardwareClass=tpu"],
         ["--set", "typo=1"],
         ["--set", "autoscaling.keda.prometheusAddress=prometheus:9090"],
+        ["--set", "rateLimits.pairsPerSecond=0"],
+        ["--set", "rateLimits.tokensPerSecond=5"],
+        ["--set", "dashboard.labels.grafana_dashboard=1"],  # a label value is a string
     ):
         result = helm("lint", str(CHART), *bad)
         assert result.returncode != 0, bad
@@ -139,7 +152,7 @@ def test_each_machine_gets_a_role_for_its_own_endpoint_and_lease() -> None:
                     granted.setdefault((group, resource), set()).update(rule["verbs"])
                     if set(rule["verbs"]) & OWN_NAME_ONLY:  # renew and withdraw: its own name only
                         own = machine if resource == "rerankerendpoints" else f"reranker-endpoint-{machine}"
-                        assert rule["resourceNames"] == [own] and set(rule["verbs"]) == OWN_NAME_ONLY
+                        assert rule["resourceNames"] == [own] and set(rule["verbs"]) <= OWN_NAME_ONLY
                     else:
                         assert "resourceNames" not in rule and rule["verbs"] == ["create"]
         assert granted == REQUIRED_PERMISSIONS

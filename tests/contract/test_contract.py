@@ -27,16 +27,23 @@ def test_every_server_setting_the_operator_sets_is_a_server_setting() -> None:
 def test_the_operator_sets_only_contract_names() -> None:
     spec = RerankerSpec.model_validate(
         {"model": {"name": "m", "revision": "v1"}, "hardwareClass": "nvidia-gpu",
-         "cache": {"redis": {"url": "redis://r:6379/0", "ttlSeconds": 60}}}
+         "cache": {"redis": {"url": "redis://r:6379/0", "ttlSeconds": 60}},
+         "auth": {"apiKeySecretRef": {"name": "keys", "key": "keys"}},
+         "rateLimits": {"requestsPerSecond": 5, "pairsPerSecond": 500.5, "requestBurst": 10, "pairBurst": 1000}}
     )  # fmt: skip
-    env = resources.server_env(spec, profiles.resolve(spec))
+    owner = resources.Owner("fleet", "search", "uid-1")
+    env = resources.server_env(owner, spec, profiles.resolve(spec))
     names = {e["name"] for e in env}
     assert names <= server_env.SERVER_SETTINGS | server_env.LIBRARY_ENV, names - server_env.SERVER_SETTINGS
     # and every value the operator sets parses as the server's setting
     values = {e["name"].lower(): e["value"] for e in env if e["name"] in server_env.SERVER_SETTINGS}
+    assert values.pop("api_key_file") == "/etc/reranker/api-keys/keys"  # a path in the pod, not here
     settings = Settings(**values)
     assert (settings.model_name, settings.model_revision, settings.device_preference) == ("m", "v1", "cuda")
     assert settings.enable_distributed and settings.redis_url == "redis://r:6379/0"
+    assert (settings.rate_limit_requests_per_second, settings.rate_limit_pairs_per_second,
+            settings.rate_limit_request_burst, settings.rate_limit_pair_burst) == (5, 500.5, 10, 1000)  # fmt: skip
+    assert settings.rate_limit_scope == "search/fleet" and settings.fleet_size_file is not None
 
 
 def test_reserved_names_are_contract_names() -> None:

@@ -67,6 +67,7 @@ import yaml
 from kmock._internal.dicts import patch_dict  # the same merge kmock applies to the stored object
 
 from tests.operator.rbac import ADMIN, OPERATOR_TOKEN, Authorizer, Denial, registrar_token
+from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -79,6 +80,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "reranker.dev/v1alpha1/rerankerendpoints": {"kind": "RerankerEndpoint", "subresources": {"status"}},
     "apps/v1/deployments": {"kind": "Deployment", "subresources": {"status", "scale"}},
     "v1/services": {"kind": "Service", "subresources": {"status"}},
+    "v1/configmaps": {"kind": "ConfigMap", "subresources": set()},
     "autoscaling/v2/horizontalpodautoscalers": {"kind": "HorizontalPodAutoscaler", "subresources": {"status"}},
     "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "subresources": {"status"}},
     "discovery.k8s.io/v1/endpointslices": {"kind": "EndpointSlice", "subresources": set()},
@@ -114,7 +116,9 @@ async def running_operator(
         write_kubeconfig(path, url, registrar_token(machine))
         return path
 
-    env = os.environ | {"KUBECONFIG": str(kubeconfig), "RERANKER_IMAGE": "reranker-server:test"} | settings
+    # a port of its own for /metrics: operators of concurrent tests must not collide on the default
+    own = {"KUBECONFIG": str(kubeconfig), "RERANKER_IMAGE": "reranker-server:test", "METRICS_PORT": str(free_port())}
+    env = os.environ | own | settings
     with log.open("w") as sink:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "reranker_operator", "--all-namespaces", env=env, stdout=sink, stderr=sink

@@ -262,3 +262,48 @@ async def test_macs_in_rotation_count_as_replicas_for_the_operator_autoscaler(
         await mini.stop(signal.SIGKILL)  # out of rotation: the pods take its share again
         await cluster.eventually(lambda: pods.replicas() == 3, within=30)
     print(f"replicas over the test: {pods.history}")
+
+
+async def test_the_fleet_size_reaches_the_pods_configmap_and_the_registered_macs(
+    fleet: tuple[Cluster, Any], minilm_cross_dir: Path
+) -> None:
+    """Rate limits: the servers divide them by the fleet's size while Redis is away; the operator
+    writes it into <name>-fleet (pods) and each endpoint's status (Macs, read at Lease renewal)."""
+    cluster, start = fleet
+    limits = {"requestsPerSecond": 5, "pairsPerSecond": 500, "pairBurst": 1000}
+    await cluster.apply("fleet", {"model": {"name": str(minilm_cross_dir)}, "rateLimits": limits})
+    deployment = await cluster.eventually(lambda: cluster.children("fleet")["apps/v1/deployments"])
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert (env["RATE_LIMIT_REQUESTS_PER_SECOND"], env["RATE_LIMIT_PAIR_BURST"]) == ("5", "1000")
+    assert env["RATE_LIMIT_SCOPE"] == "search/fleet" and env["FLEET_SIZE_FILE"] == "/etc/reranker/fleet/size"
+    assert {"name": "fleet", "configMap": {"name": "fleet-fleet", "optional": True}} in pod["volumes"]
+
+    def size() -> str | None:
+        return ((cluster.api.live("v1/configmaps", "search").get("fleet-fleet") or {}).get("data") or {}).get("size")
+
+    await cluster.eventually(lambda: size() == "1")  # nothing ready yet: never below one
+    response = await cluster.client.patch(
+        "/apis/apps/v1/namespaces/search/deployments/fleet/status",
+        json={"status": {"replicas": 2, "readyReplicas": 2}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status_code < 300, response.text
+    await cluster.eventually(lambda: size() == "2")
+
+    mini = start(str(minilm_cross_dir), "mini-1")
+    await mini.ready()
+    joined = time.monotonic()
+    await cluster.eventually(lambda: size() == "3", within=30)
+    await cluster.eventually(lambda: cluster.reranker("fleet")["status"].get("fleetSize") == 3)
+    endpoints = "reranker.dev/v1alpha1/rerankerendpoints"
+    await cluster.eventually(lambda: cluster.api.live(endpoints, "search")["mini-1"]["status"].get("fleetSize") == 3)
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            health = (await client.get(f"{mini.url}/health", timeout=2)).json()
+            if health["rate_limits"]["fleet_size"] == 3:
+                break
+            await asyncio.sleep(0.1)
+    assert health["rate_limits"]["fleet_size"] == 3, health
+    assert health["rate_limits"]["enforced"] == "local-share"
+    print(f"the Mac divided by 3 {time.monotonic() - joined:.1f}s after it was ready (probe + Lease renewal)")

@@ -48,6 +48,7 @@ async def health(request: Request) -> JSONResponse:
         "model": model_summary(runtime),
         "requests": {"in_progress": runtime.admission.in_progress, "queued": runtime.admission.waiting},
         "distributed": runtime.shared.describe(),
+        "rate_limits": runtime.limiter.describe(),
     }
     if runtime.error:
         body["error"] = runtime.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, Request
 
 from .. import problems
-from ..auth import require_api_key
+from ..auth import ApiKey, require_api_key
 from ..encoding import Chunking
 from ..errors import ApiError
 from ..protocol import (
@@ -71,6 +72,25 @@ def http_error(problem: problems.Problem, documents_field: str) -> ApiError:
     return ApiError(400, str(problem))
 
 
+async def _within_rate_limits(request: Request, pairs: int) -> None:
+    """429 naming the limit, with Retry-After, when the caller's key is over one of its limits."""
+    runtime: Runtime = request.app.state.runtime
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    verdict = await runtime.limiter.admit(key.secret if key else None, key.limits if key else None, pairs)
+    if verdict.allowed:
+        return
+    wait = max(1, math.ceil(verdict.retry_after))
+    share = "" if verdict.fleet_wide else " (this server's share of the fleet's limit)"
+    raise ApiError(
+        429,
+        f"rate limit {verdict.limit} exceeded: {verdict.rate:g}/s with a burst of {verdict.capacity:g}{share}; "
+        f"retry after {wait}s",
+        error_type="rate_limited",
+        retry_after=wait,
+        details={"limit": verdict.limit},
+    )
+
+
 async def _score(
     request: Request, query: str, documents: list[str], options: ScoreOptions, documents_field: str
 ) -> ScoreResult:
@@ -83,6 +103,7 @@ async def _score(
     try:
         service = runtime.require_service()
         service.check_limits(query, documents)
+        await _within_rate_limits(request, len(documents))
         return await asyncio.wait_for(_until_disconnect(request, admitted()), timeout=runtime.settings.worker_timeout)
     except problems.Problem as problem:
         raise http_error(problem, documents_field) from problem
