@@ -18,10 +18,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "contract")]
 
-from reranker_server import bench, scoring  # noqa: E402
+from reranker_client import bench  # noqa: E402
+
 from reranker_server.backends import pad  # noqa: E402
-from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, LoadedModel, load_model  # noqa: E402
-from reranker_server.settings import Settings  # noqa: E402
+from reranker_server.core.settings import Settings  # noqa: E402
+from reranker_server.loading.calibration import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES  # noqa: E402
+from reranker_server.loading.loaded_model import LoadedModel  # noqa: E402
+from reranker_server.loading.loader import load_model  # noqa: E402
+from reranker_server.model import scoring  # noqa: E402
 from tests.processes import ServerProcess  # noqa: E402  (the test suite's real server on loopback)
 
 

@@ -55,7 +55,7 @@ def time_runs(run: Any, repeats: int) -> float:
 
 def onnxruntime_session(path: str, threads: int, profile_prefix: str | None = None) -> Any:
     """A session on the graph with the server's options and loading (onnx_backend)."""
-    from reranker_server.backends.onnx_backend import open_session, session_options
+    from reranker_server.backends.onnx.backend import open_session, session_options
 
     options = session_options(threads)
     if profile_prefix:
@@ -133,9 +133,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from run_benchmark import flops_per_pair, machine, onnx_gemm_gflops
 
-    from reranker_server.backends.onnx_export import export, graph_for
-    from reranker_server.checkpoint import inspect
-    from reranker_server.hardware import cpu_quota
+    from reranker_server.backends.onnx.export import export, graph_for
+    from reranker_server.model.checkpoint import inspect
+    from reranker_server.model.hardware import cpu_quota
     from tests.model_fixtures import minilm_cross_dir
 
     print("Machine:", ", ".join(f"{k} {v}" for k, v in machine().items()))

@@ -37,7 +37,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reranker_server.bench import make_workload  # noqa: E402
+from reranker_client.bench import make_workload  # noqa: E402
+
 from tests.processes import free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

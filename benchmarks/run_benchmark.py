@@ -48,10 +48,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reranker_server.backends.onnx_fusion import root_logger_quiet  # noqa: E402
-from reranker_server.bench import make_workload, run  # noqa: E402
-from reranker_server.hardware import cpu_flags, cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
-from reranker_server.scoring import spearman  # noqa: E402
+from reranker_client.bench import make_workload, run  # noqa: E402
+
+from reranker_server.backends.onnx.fusion import root_logger_quiet  # noqa: E402
+from reranker_server.model.hardware import cpu_flags, cpu_has_native_bf16, cpu_quota, int8_needs_reduced_range  # noqa: E402
+from reranker_server.model.scoring import spearman  # noqa: E402
 from tests.model_fixtures import minilm_cross_dir, qwen3_reranker_dir  # noqa: E402
 from tests.processes import free_port, rss_mib  # noqa: E402
 
@@ -166,9 +167,9 @@ class OnnxInProcess:
 
     def __init__(self, model_dir: Path, workload: list[tuple[str, list[str]]]) -> None:
         from reranker_server.backends import pad
-        from reranker_server.model import load_model
-        from reranker_server.settings import Settings
-        from reranker_server.tasks import ScoreOptions
+        from reranker_server.core.settings import Settings
+        from reranker_server.loading.loader import load_model
+        from reranker_server.model.tasks import ScoreOptions
 
         self.model = load_model(Settings(model_name=str(model_dir), dtype="float32", engine="onnxruntime"))
         self.pad, self.options, self.workload = pad, ScoreOptions(), workload
@@ -192,7 +193,7 @@ class LlmBaseline:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from reranker_server.templates import QWEN3
+        from reranker_server.model.templates import QWEN3
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")

@@ -108,16 +108,16 @@ def minilm_embed_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_cross_model(minilm_cross_dir: Path):  # type: ignore[no-untyped-def]
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     return load_model(Settings(model_name=str(minilm_cross_dir), dtype="float32"))
 
 
 @pytest.fixture(scope="session")
 def xlmr_cross_model(xlmr_cross_dir: Path):  # type: ignore[no-untyped-def]
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     return load_model(Settings(model_name=str(xlmr_cross_dir), dtype="float32"))
 
@@ -131,16 +131,16 @@ def qwen3_reranker_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def qwen3_model(qwen3_reranker_dir: Path):  # type: ignore[no-untyped-def]
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     return load_model(Settings(model_name=str(qwen3_reranker_dir), dtype="float32"))
 
 
 @pytest.fixture(scope="session")
 def embedded_model():  # type: ignore[no-untyped-def]
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     return load_model(Settings(dtype="float32"))
 

@@ -60,7 +60,7 @@ def cache_root() -> Path:
 @functools.cache
 def recipe_key() -> str:
     """12 hex digits over the builders' source and the versions of the libraries that run them."""
-    from reranker_server import templates
+    from reranker_server.model import templates
 
     hasher = hashlib.sha256()
     for source in (Path(__file__), Path(templates.__file__)):
@@ -224,7 +224,7 @@ QWEN3_ADDED = ["<think>", "</think>"]
 
 
 def _qwen3_corpus() -> list[str]:
-    from reranker_server.templates import QWEN3
+    from reranker_server.model.templates import QWEN3
 
     # the template's own text, answers at line starts (so "yes" and "no" are single tokens, as in
     # Qwen's vocabulary), and ordinary text for queries and documents
@@ -285,7 +285,7 @@ def _train_yes_no(model: Any, tokenizer: Any, steps: int = 250) -> None:
 
     import torch
 
-    from reranker_server.templates import QWEN3
+    from reranker_server.model.templates import QWEN3
 
     rng = random.Random(SEED)
     words = sorted({w.strip(".,;") for w in CORPUS.split() if w.isalpha() and len(w) > 3})

@@ -79,8 +79,8 @@ def test_kernel_times_leave_out_the_warm_up_runs(engine_ceiling: ModuleType) -> 
 def test_the_int8_graph_is_timed_and_profiled_as_the_server_opens_it(
     engine_ceiling: ModuleType, minilm_cross_dir: Path
 ) -> None:
-    from reranker_server.backends.onnx_export import graph_for
-    from reranker_server.checkpoint import inspect
+    from reranker_server.backends.onnx.export import graph_for
+    from reranker_server.model.checkpoint import inspect
 
     checkpoint = inspect(str(minilm_cross_dir), None)
     graph = str(graph_for(checkpoint, "int8", Path(os.environ["ONNX_CACHE_DIR"])))

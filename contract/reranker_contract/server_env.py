@@ -1,6 +1,6 @@
 """Environment variables the operator sets on server pods.
 
-``SERVER_SETTINGS`` are read by ``reranker_server.settings.Settings`` (a test checks every name
+``SERVER_SETTINGS`` are read by ``reranker_server.core.settings.Settings`` (a test checks every name
 against its fields, so renaming a setting can't silently stop the operator's value from landing);
 ``LIBRARY_ENV`` are read by the libraries underneath (torch, OpenMP, MKL, Hugging Face).
 """

@@ -133,7 +133,7 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
 
 @pytest.mark.helm
 def test_each_machine_gets_a_role_for_its_own_endpoint_and_lease() -> None:
-    from reranker_server.registration import OWN_NAME_ONLY, REQUIRED_PERMISSIONS
+    from reranker_server.api.registration import OWN_NAME_ONLY, REQUIRED_PERMISSIONS
 
     docs = render("--set", "registrar.machines[0].name=mac-1", "--set", "registrar.machines[0].namespace=search",
                   "--set", "registrar.machines[1].name=mac-2")  # fmt: skip

@@ -11,7 +11,7 @@ from reranker_contract.endpoint import EndpointSpec, lease_expired, lease_manife
 from reranker_contract.health import HealthReport
 from reranker_operator import profiles, resources
 from reranker_operator.models import RerankerSpec
-from reranker_server.settings import Settings
+from reranker_server.core.settings import Settings
 from tests.operator.manifests import load_crds, validate_builtin, validate_custom
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from reranker_server.app import create_app
-from reranker_server.settings import Settings
+from reranker_server.api.app import create_app
+from reranker_server.core.settings import Settings
 
 
 @contextmanager

@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
-from reranker_server.admission import Admission
-from reranker_server.problems import Draining, Overloaded
-from reranker_server.routes.rerank import http_error
+from reranker_server.api.routes.rerank import http_error
+from reranker_server.core.problems import Draining, Overloaded
+from reranker_server.serving.admission import Admission
 
 
 async def test_bounded_in_progress_and_queue_then_429() -> None:

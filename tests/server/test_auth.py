@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reranker_client.client import RerankerClient, RerankError
 
-from reranker_server.auth import ApiKeys
-from reranker_server.client import RerankerClient, RerankError
+from reranker_server.api.auth import ApiKeys
 from tests.server.helpers import app_client
 
 BODY = {"query": "capital of France", "documents": ["Paris is in France.", "Cats purr."]}
@@ -55,7 +55,7 @@ def test_without_keys_everything_is_open(minilm_cross_model: Any) -> None:
 
 
 def test_rotation_through_the_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("reranker_server.auth._RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr("reranker_server.api.auth._RECHECK_SECONDS", 0.0)
     path = tmp_path / "keys"
     path.write_text("# mounted from a Secret\nold\n")
     keys = ApiKeys(None, path)
@@ -79,7 +79,7 @@ def test_an_empty_key_file_refuses_everything(tmp_path: Path) -> None:
 
 
 def test_a_missing_key_file_is_a_setting_error(tmp_path: Path) -> None:
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
 
     with pytest.raises(ValueError, match="API_KEY_FILE: no such file"):
         Settings(api_key_file=tmp_path / "nope")
@@ -87,7 +87,7 @@ def test_a_missing_key_file_is_a_setting_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bundled_client_and_bench_send_the_key(start_server: Any, minilm_cross_dir: Path, capsys: Any) -> None:
-    from reranker_server import bench
+    from reranker_client import bench
 
     server = start_server({"MODEL_NAME": str(minilm_cross_dir), "API_KEY": "s3cret"})
     with RerankerClient(server.url, max_retries=0) as anonymous, pytest.raises(RerankError) as refused:

@@ -80,8 +80,8 @@ def test_real_fallback_is_reported_in_health_and_info(minilm_cross_dir: Any, mon
     """MLX asked for on a machine where it can't import: served by torch on the CPU, and said so."""
     import builtins
 
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     real_import = builtins.__import__
 

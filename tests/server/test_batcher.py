@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from reranker_server import batcher as batcher_module
 from reranker_server.backends import Backend, PaddedBatch
-from reranker_server.batcher import Batcher
-from reranker_server.encoding import Sequence
+from reranker_server.model.encoding import Sequence
+from reranker_server.serving import batcher as batcher_module
+from reranker_server.serving.batcher import Batcher
 
 
 class RecordingBackend(Backend):

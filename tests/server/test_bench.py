@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from reranker_server import bench
+from reranker_client import bench
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from reranker_server.cache import CachedScore, ScoreCache, score_key
+from reranker_server.serving.cache import CachedScore, ScoreCache, score_key
 
 
 def test_keys_separate_every_component() -> None:

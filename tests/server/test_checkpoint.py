@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker_server.checkpoint import EMBEDDED_MODEL_ID, CheckpointError, inspect
+from reranker_server.model.checkpoint import EMBEDDED_MODEL_ID, CheckpointError, inspect
 
 
 def test_cross_encoders_are_recognised(minilm_cross_dir: Path, xlmr_cross_dir: Path) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reranker_server.problems import ModelUnavailable
-from reranker_server.routes.rerank import http_error
-from reranker_server.runtime import Runtime
-from reranker_server.settings import Settings
+from reranker_server.api.routes.rerank import http_error
+from reranker_server.core.problems import ModelUnavailable
+from reranker_server.core.settings import Settings
+from reranker_server.serving.runtime import Runtime
 from tests.processes import ServerProcess, free_port
 
 

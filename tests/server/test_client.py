@@ -1,8 +1,7 @@
 import httpx
 import pytest
-
-from reranker_server import client as client_module
-from reranker_server.client import RerankerClient, RerankError, retry_delay
+from reranker_client import client as client_module
+from reranker_client.client import RerankerClient, RerankError, retry_delay
 
 OK = {"results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reranker_server.cache import CachedScore
-from reranker_server.distributed import RedisSharedCache
+from reranker_server.serving.cache import CachedScore
+from reranker_server.serving.distributed import RedisSharedCache
 from tests.conftest import RedisProcess
 from tests.processes import ServerProcess
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reranker_server import download
+from reranker_server.cli import download
+from reranker_server.model import hub as model_hub
 from tests.server.fake_hub import COMMIT, FakeHub, serving
 
 REPO_ID = "acme/tiny-reranker"
@@ -37,7 +38,7 @@ def hub(xlmr_cross_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeH
 
 def _fetch(cache: Path, revision: str | None = None, token: str | None = None) -> tuple[Path, list[dict[str, int]]]:
     out = io.StringIO()
-    snapshot = download.download(REPO_ID, revision, cache, token=token, out=out, bar=False)
+    snapshot = model_hub.download(REPO_ID, revision, cache, token=token, out=out, bar=False)
     return snapshot, [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -53,7 +54,7 @@ def test_fills_the_hub_cache_layout_that_huggingface_hub_reads_offline(hub: Fake
     assert Path(offline) == snapshot
     total = sum(len(d) for d in hub.files.values())
     assert progress[-1] == {"downloadedBytes": total, "totalBytes": total}
-    assert download.verified_snapshot(tmp_path, REPO_ID, None) == snapshot
+    assert model_hub.verified_snapshot(tmp_path, REPO_ID, None) == snapshot
 
 
 def test_a_second_run_fetches_nothing(hub: FakeHub, tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_a_connection_dropped_mid_file_resumes_from_the_byte_it_reached(hub: Fak
 
 def test_a_partial_file_left_by_a_killed_loader_is_resumed_not_restarted(hub: FakeHub, tmp_path: Path) -> None:
     data = hub.files[WEIGHTS]
-    blobs = download.repo_dir(tmp_path, REPO_ID) / "blobs"
+    blobs = model_hub.repo_dir(tmp_path, REPO_ID) / "blobs"
     blobs.mkdir(parents=True)
     (blobs / f"{hub.etag(WEIGHTS)}.partial").write_bytes(data[:1000])
     snapshot, progress = _fetch(tmp_path)
@@ -84,16 +85,16 @@ def test_a_partial_file_left_by_a_killed_loader_is_resumed_not_restarted(hub: Fa
 
 def test_content_that_does_not_match_the_hub_digest_is_refused_and_removed(hub: FakeHub, tmp_path: Path) -> None:
     hub.corrupt.add(WEIGHTS)
-    with pytest.raises(download.DownloadError, match=f"{WEIGHTS}: content does not match"):
+    with pytest.raises(model_hub.DownloadError, match=f"{WEIGHTS}: content does not match"):
         _fetch(tmp_path)
-    blobs = download.repo_dir(tmp_path, REPO_ID) / "blobs"
+    blobs = model_hub.repo_dir(tmp_path, REPO_ID) / "blobs"
     assert not list(blobs.glob(f"{hub.etag(WEIGHTS)}*"))
-    assert download.verified_snapshot(tmp_path, REPO_ID, None) is None
+    assert model_hub.verified_snapshot(tmp_path, REPO_ID, None) is None
 
 
 def test_a_gated_model_needs_the_token(hub: FakeHub, tmp_path: Path) -> None:
     hub.token = "hf_secret"
-    with pytest.raises(download.DownloadError, match="cannot read 'acme/tiny-reranker'"):
+    with pytest.raises(model_hub.DownloadError, match="cannot read 'acme/tiny-reranker'"):
         _fetch(tmp_path)
     snapshot, _ = _fetch(tmp_path, token="hf_secret")
     assert (snapshot / WEIGHTS).exists()
@@ -102,11 +103,11 @@ def test_a_gated_model_needs_the_token(hub: FakeHub, tmp_path: Path) -> None:
 def test_a_revision_is_recorded_and_only_files_a_reranker_needs_are_fetched(hub: FakeHub, tmp_path: Path) -> None:
     hub.files["onnx/model.onnx"] = b"not wanted"
     _fetch(tmp_path, revision="v1")
-    root = download.repo_dir(tmp_path, REPO_ID)
+    root = model_hub.repo_dir(tmp_path, REPO_ID)
     assert (root / "refs" / "v1").read_text() == COMMIT
     assert not (root / "snapshots" / COMMIT / "onnx").exists()
-    assert download.verified_snapshot(tmp_path, REPO_ID, "v1") is not None
-    assert download.verified_snapshot(tmp_path, REPO_ID, "v2") is None
+    assert model_hub.verified_snapshot(tmp_path, REPO_ID, "v1") is not None
+    assert model_hub.verified_snapshot(tmp_path, REPO_ID, "v2") is None
 
 
 def _cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -205,7 +206,7 @@ def test_onnx_is_made_for_encoders_only_and_never_fails_the_download(
     assert said == (False, "no ONNX graph: ONNX Runtime serves encoders, not llm-yes-no")
 
     monkeypatch.setenv("ONNX_CACHE_DIR", str(tmp_path))  # an empty graph cache: it has to export
-    monkeypatch.setattr("reranker_server.backends.onnx_export.memory_headroom", lambda: 0)  # no memory left
+    monkeypatch.setattr("reranker_server.backends.onnx.export.memory_headroom", lambda: 0)  # no memory left
     made, said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir, "float32")
     assert not made
     assert said.startswith("no float32 ONNX graph (GraphTooLarge: exporting acme/tiny-reranker for ONNX Runtime")
@@ -216,8 +217,8 @@ def test_onnx_is_made_for_encoders_only_and_never_fails_the_download(
 def test_a_graph_whose_making_was_killed_is_not_tried_again(
     xlmr_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reranker_server.backends.onnx_export import graph_key
-    from reranker_server.checkpoint import cache_source, read
+    from reranker_server.backends.onnx.export import graph_key
+    from reranker_server.model.checkpoint import cache_source, read
 
     monkeypatch.setenv("ONNX_CACHE_DIR", str(tmp_path))
     made, said = download.make_cpu_graph(REPO_ID, None, xlmr_cross_dir, "float32")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from reranker_server import model as model_module
 from reranker_server.backends.selection import Platform
-from reranker_server.model import auto_dtype, load_model
-from reranker_server.settings import Settings
+from reranker_server.core.settings import Settings
+from reranker_server.loading import calibration, dtype_choice
+from reranker_server.loading.calibration import auto_dtype
+from reranker_server.loading.loader import load_model
 
 LINUX = Platform(apple_silicon=False, mlx_importable=False, cuda=False, mps=False)
 MAC = Platform(apple_silicon=True, mlx_importable=True, cuda=False, mps=True)
@@ -39,7 +40,7 @@ def test_auto_dtype_per_target(target: str, platform: Platform, bf16: bool, expe
     ],
 )
 def test_cpu_candidates_run_on_the_engine_that_runs_them(engine: str, bf16: bool, candidates: list[object]) -> None:
-    assert model_module.cpu_candidates(engine, bf16) == candidates
+    assert calibration.cpu_candidates(engine, bf16) == candidates
 
 
 @pytest.mark.slow
@@ -47,7 +48,7 @@ def test_auto_on_a_native_bf16_cpu_times_every_candidate_and_keeps_the_verdict(
     minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # pretend this CPU has native bf16 so auto tries it (torch runs bf16 on any CPU, slowly)
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(dtype_choice, "cpu_has_native_bf16", lambda: True)
     settings = Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path)
     chosen = load_model(settings, platform=LINUX)
     note = chosen.dtype_note
@@ -56,7 +57,7 @@ def test_auto_on_a_native_bf16_cpu_times_every_candidate_and_keeps_the_verdict(
     assert note.startswith(f"auto: {chosen.backend.dtype} on {chosen.backend.name}, the fastest")
 
     # the next start reads the verdict instead of timing again
-    monkeypatch.setattr(model_module, "forward_rate", lambda _m: pytest.fail("timed again"))
+    monkeypatch.setattr(calibration, "forward_rate", lambda _m: pytest.fail("timed again"))
     again = load_model(settings, platform=LINUX)
     assert (again.backend.dtype, again.backend.name) == (chosen.backend.dtype, chosen.backend.name)
     assert again.dtype_note == f"{note} [measured at an earlier start]"
@@ -66,8 +67,8 @@ def test_auto_on_a_native_bf16_cpu_times_every_candidate_and_keeps_the_verdict(
 def test_nothing_that_disagrees_with_float32_is_kept(
     minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(model_module, "AGREEMENT_THRESHOLD", 1.01)  # no dtype can pass this
+    monkeypatch.setattr(dtype_choice, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(calibration, "AGREEMENT_THRESHOLD", 1.01)  # no dtype can pass this
     rejected = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
     assert rejected.backend.dtype == "float32"
     assert rejected.dtype_note.startswith("auto: float32 on onnxruntime") and "disagrees" in rejected.dtype_note

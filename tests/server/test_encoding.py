@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from reranker_server.checkpoint import inspect
-from reranker_server.encoding import Encoder
-from reranker_server.problems import TooManyTokens
+from reranker_server.core.problems import TooManyTokens
+from reranker_server.model.checkpoint import inspect
+from reranker_server.model.encoding import Encoder
 
 LONG_DOC = "the river flows into the sea and rain falls on the hills " * 80
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from reranker_server.backends import graph_lock
-from reranker_server.backends.graph_lock import EarlierTryKilled, making
+from reranker_server.backends.onnx import graph_lock
+from reranker_server.backends.onnx.graph_lock import EarlierTryKilled, making
 
 KEY = "model-float32-0123456789abcdef"
 
@@ -108,7 +108,7 @@ def test_a_maker_killed_with_sigkill_leaves_a_try_that_is_not_repeated(tmp_path:
 _HOLD_AND_WAIT = """
 import sys, time
 from pathlib import Path
-from reranker_server.backends.graph_lock import making
+from reranker_server.backends.onnx.graph_lock import making
 with making(Path(sys.argv[1]), sys.argv[2]):
     print("holding", flush=True)
     time.sleep(60)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reranker_server import hardware
-from reranker_server.hardware import cpu_quota, memory_headroom
+from reranker_server.model import hardware
+from reranker_server.model.hardware import cpu_quota, memory_headroom
 
 GIB = 2**30
 

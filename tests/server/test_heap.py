@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reranker_server import heap
+from reranker_server.serving import heap
 from tests.processes import rss_mib
 
 

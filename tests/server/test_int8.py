@@ -10,16 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from reranker_server import model as model_module
-from reranker_server.model import (
-    CALIBRATION_DOCUMENTS,
-    CALIBRATION_QUERIES,
-    Measured,
-    fastest_agreeing,
-    load_model,
-)
-from reranker_server.scoring import spearman
-from reranker_server.settings import Settings
+from reranker_server.core.settings import Settings
+from reranker_server.loading import dtype_choice
+from reranker_server.loading.calibration import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, Measured, fastest_agreeing
+from reranker_server.loading.loader import load_model
+from reranker_server.model.scoring import spearman
 
 F32 = Measured("float32", "onnxruntime", 100.0, 1.0)
 INT8, BF16 = "int8/onnxruntime", "bfloat16/pytorch"
@@ -62,7 +57,7 @@ def test_int8_runs_close_to_float32_but_not_equal(embedded_model: Any) -> None:
 def test_auto_on_a_cpu_without_native_bf16_measures_int8(
     minilm_cross_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(dtype_choice, "cpu_has_native_bf16", lambda: False)
     chosen = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
     note = chosen.dtype_note
     assert note.startswith(f"auto: {chosen.backend.dtype} on onnxruntime") and chosen.backend.dtype in (

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from reranker_client.client import AsyncRerankerClient, RerankerClient, RerankError
 
-from reranker_server.client import AsyncRerankerClient, RerankerClient, RerankError
 from tests.processes import ServerProcess
 from tests.scores import assert_scores_close
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from reranker_server.backends import pad
-from reranker_server.checkpoint import inspect
-from reranker_server.tasks import ScoreOptions
-from reranker_server.templates import QWEN3
+from reranker_server.model.checkpoint import inspect
+from reranker_server.model.tasks import ScoreOptions
+from reranker_server.model.templates import QWEN3
 from tests.scores import assert_scores_close
 
 QUERY = "what is the capital of france"

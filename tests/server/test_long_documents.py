@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from reranker_server import scoring
 from reranker_server.backends import pad
-from reranker_server.encoding import Chunking
-from reranker_server.model import load_model
-from reranker_server.settings import Settings
-from reranker_server.tasks import ScoreOptions
+from reranker_server.core.settings import Settings
+from reranker_server.loading.loader import load_model
+from reranker_server.model import scoring
+from reranker_server.model.encoding import Chunking
+from reranker_server.model.tasks import ScoreOptions
 from tests.scores import assert_scores_close
 from tests.server.helpers import app_client
 

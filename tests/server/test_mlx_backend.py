@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reranker_server import scoring
 from reranker_server.backends import pad
+from reranker_server.model import scoring
 from tests.scores import MLX_CPU, assert_scores_close
 
 pytestmark = pytest.mark.mlx
@@ -51,8 +51,8 @@ def test_float16_and_quantized_weights_keep_the_ranking(xlmr_cross_model: Any) -
 
 
 def test_mlx_backend_serves_through_the_same_batching_and_cache(xlmr_cross_dir: Any, xlmr_cross_model: Any) -> None:
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
     from tests.server.helpers import app_client
 
     model = load_model(Settings(model_name=str(xlmr_cross_dir), use_mlx="true", dtype="float32"))
@@ -72,7 +72,7 @@ LLM_DOCS = ["Paris is the capital of France.", "The cat sat on the mat.", "Berli
 
 
 def _llm_batch(model: Any) -> Any:
-    from reranker_server.tasks import ScoreOptions
+    from reranker_server.model.tasks import ScoreOptions
 
     return pad(model.task.encode(LLM_QUERY, LLM_DOCS, ScoreOptions()).sequences, model.encoder.pad_id)
 
@@ -102,7 +102,7 @@ def test_a_checkpoint_quantized_by_mlx_lm_loads_as_it_is(qwen3_model: Any, tmp_p
     from mlx_lm import convert
 
     from reranker_server.backends.mlx_lm_backend import MlxLmBackend
-    from reranker_server.checkpoint import inspect
+    from reranker_server.model.checkpoint import inspect
 
     out = tmp_path / "q4"
     convert(str(qwen3_model.checkpoint.path), mlx_path=str(out), quantize=True, q_group_size=32, q_bits=4)
@@ -118,8 +118,8 @@ def test_a_checkpoint_quantized_by_mlx_lm_loads_as_it_is(qwen3_model: Any, tmp_p
 
 
 def test_the_server_picks_mlx_lm_for_an_llm_reranker(qwen3_reranker_dir: Any) -> None:
-    from reranker_server.model import load_model
-    from reranker_server.settings import Settings
+    from reranker_server.core.settings import Settings
+    from reranker_server.loading.loader import load_model
 
     model = load_model(Settings(model_name=str(qwen3_reranker_dir), dtype="float32", device_preference="mlx"))
     assert (model.backend.name, type(model.backend).__name__) == ("mlx", "MlxLmBackend")

@@ -20,17 +20,19 @@ import httpx
 import numpy as np
 import pytest
 
-from reranker_server.backends import PaddedBatch, onnx_export, pad
+from reranker_server.backends import PaddedBatch, pad
 from reranker_server.backends import selection as selection_module
-from reranker_server.backends.graph_lock import LOCK_PREFIX, making
-from reranker_server.backends.onnx_backend import OnnxRuntimeBackend
+from reranker_server.backends.onnx import export as onnx_export
+from reranker_server.backends.onnx.backend import OnnxRuntimeBackend
+from reranker_server.backends.onnx.graph_lock import LOCK_PREFIX, making
 from reranker_server.backends.selection import cpu_engine
-from reranker_server.checkpoint import inspect
-from reranker_server.encoding import Sequence
-from reranker_server.model import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES, load_model
-from reranker_server.scoring import spearman
-from reranker_server.settings import Settings
-from reranker_server.tasks import ScoreOptions
+from reranker_server.core.settings import Settings
+from reranker_server.loading.calibration import CALIBRATION_DOCUMENTS, CALIBRATION_QUERIES
+from reranker_server.loading.loader import load_model
+from reranker_server.model.checkpoint import inspect
+from reranker_server.model.encoding import Sequence
+from reranker_server.model.scoring import spearman
+from reranker_server.model.tasks import ScoreOptions
 from tests.processes import rss_mib
 from tests.scores import ACROSS_ENGINES, assert_scores_close
 
@@ -305,11 +307,11 @@ def test_auto_skips_an_int8_candidate_there_is_no_room_to_quantize(
     minilm_cross_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Room to export but not to quantize: float32 on ONNX Runtime, and no PyTorch int8 loaded beside it."""
-    from reranker_server import model as model_module
+    from reranker_server.loading import dtype_choice
 
     weights = onnx_export.float32_weight_bytes(inspect(str(minilm_cross_dir), None))
     monkeypatch.setattr(onnx_export, "memory_headroom", lambda: int(onnx_export.QUANTIZE_PEAK * weights) - 1)
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(dtype_choice, "cpu_has_native_bf16", lambda: False)
     model = load_model(Settings(model_name=str(minilm_cross_dir), dtype="auto", onnx_cache_dir=tmp_path))
     assert (model.backend.name, model.backend.dtype) == ("onnxruntime", "float32")
     assert model.dtype_note.startswith("auto: float32 on onnxruntime")

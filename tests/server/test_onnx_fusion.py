@@ -16,12 +16,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from reranker_server.backends import onnx_export, onnx_fusion, pad
-from reranker_server.backends.onnx_backend import OnnxRuntimeBackend, open_session
-from reranker_server.checkpoint import Checkpoint, inspect
-from reranker_server.encoding import Encoder
-from reranker_server.model import CALIBRATION_DOCUMENTS
-from reranker_server.tasks import ScoreOptions, task_for
+from reranker_server.backends import pad
+from reranker_server.backends.onnx import export as onnx_export
+from reranker_server.backends.onnx import fusion as onnx_fusion
+from reranker_server.backends.onnx.backend import OnnxRuntimeBackend, open_session
+from reranker_server.loading.calibration import CALIBRATION_DOCUMENTS
+from reranker_server.model.checkpoint import Checkpoint, inspect
+from reranker_server.model.encoding import Encoder
+from reranker_server.model.tasks import ScoreOptions, task_for
 from tests.scores import ACROSS_ENGINES, assert_scores_close
 
 

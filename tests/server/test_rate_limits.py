@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reranker_server.auth import ApiKey, parse_keys
-from reranker_server.fleet_size import FleetSize
-from reranker_server.rate_limits import PAIRS, REQUESTS, Bucket, Level, Limits, parse_limits, take
+from reranker_server.api.auth import ApiKey, parse_keys
+from reranker_server.serving.fleet_size import FleetSize
+from reranker_server.serving.rate_limits import PAIRS, REQUESTS, Bucket, Level, Limits, parse_limits, take
 
 
 def test_a_burst_passes_then_the_next_request_waits_exactly_for_its_token() -> None:

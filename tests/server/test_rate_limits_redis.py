@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reranker_server.fleet_size import FleetSize
-from reranker_server.rate_limiter import RateLimiter, key_label
-from reranker_server.rate_limits import PAIRS, REQUESTS, Bucket, Level, Limits, take
+from reranker_server.serving.fleet_size import FleetSize
+from reranker_server.serving.rate_limiter import RateLimiter, key_label
+from reranker_server.serving.rate_limits import PAIRS, REQUESTS, Bucket, Level, Limits, take
 from tests.conftest import RedisProcess
 from tests.processes import ServerProcess
 

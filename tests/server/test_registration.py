@@ -1,7 +1,7 @@
 import pytest
 
-from reranker_server.registration import Registrar, default_endpoint_name, split_address
-from reranker_server.settings import Settings
+from reranker_server.api.registration import Registrar, default_endpoint_name, split_address
+from reranker_server.core.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 import numpy as np
 
-from reranker_server import scoring
-from reranker_server.tasks import BiEncoderTask, CrossEncoderTask
+from reranker_server.model import scoring
+from reranker_server.model.tasks import BiEncoderTask, CrossEncoderTask
 
 CROSS, BI = (
     CrossEncoderTask.__new__(CrossEncoderTask),

@@ -1,7 +1,7 @@
 import pytest
 
 from reranker_server.__main__ import build_parser
-from reranker_server.settings import Settings
+from reranker_server.core.settings import Settings
 
 PREDECESSOR_NAMES = [
     "PORT", "HOST", "MAX_PARALLEL_REQUESTS", "MAX_QUEUE_SIZE", "BATCH_SIZE", "USE_MLX", "DEVICE_PREFERENCE",

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from reranker_operator.probe import probe
-from reranker_server.registration import Registrar
-from reranker_server.settings import Settings
+from reranker_server.api.registration import Registrar
+from reranker_server.core.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The backend interface: a model that turns padded token batches into output rows.
+"""Layer 5, backends: the backend interface, a model that turns padded token batches into output rows.
 
 Tokenizing (``encoding.Encoder``) and turning rows into scores (``scoring``) are shared by every
 backend, so a backend is only the forward pass, in the spirit of TEI's python ``Model``.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..encoding import Sequence
+from reranker_server.model.encoding import Sequence
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from ..checkpoint import Checkpoint
-from . import Backend, PaddedBatch
+from reranker_server.backends import Backend, PaddedBatch
+from reranker_server.model.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 

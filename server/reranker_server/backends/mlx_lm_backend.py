@@ -13,9 +13,9 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from ..checkpoint import Checkpoint
-from . import Backend, PaddedBatch
-from .mlx_backend import quantize_linear
+from reranker_server.backends import Backend, PaddedBatch
+from reranker_server.backends.mlx_backend import quantize_linear
+from reranker_server.model.checkpoint import Checkpoint
 
 _MX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reranker_contract.server_env import ONNX_RUNTIME_DTYPES
-
-from ..checkpoint import ENCODER_KINDS, Checkpoint
-from ..settings import Settings
-from . import Backend
-from .onnx_backend import onnxruntime_available
+from reranker_server.backends import Backend
+from reranker_server.backends.onnx.backend import onnxruntime_available
+from reranker_server.core.settings import Settings
+from reranker_server.model.checkpoint import ENCODER_KINDS, Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +78,8 @@ def cpu_engine(engine: str, kind: str, dtype: str, onnxruntime_installed: bool) 
 
 
 def detect_platform() -> Platform:
-    from ..hardware import is_apple_silicon
-    from .torch_backend import cuda_available, mps_available
+    from reranker_server.backends.torch_backend import cuda_available, mps_available
+    from reranker_server.model.hardware import is_apple_silicon
 
     return Platform(
         apple_silicon=is_apple_silicon(),
@@ -121,11 +120,11 @@ def default_loader(
         if target == "mlx":
             try:
                 if checkpoint.kind == "llm-yes-no":  # decoders: mlx-lm's model implementations
-                    from .mlx_lm_backend import MlxLmBackend
+                    from reranker_server.backends.mlx_lm_backend import MlxLmBackend
 
                     backend: type[Backend] = MlxLmBackend
                 else:
-                    from .mlx_backend import MlxBackend
+                    from reranker_server.backends.mlx_backend import MlxBackend
 
                     backend = MlxBackend
             except ImportError as exc:
@@ -135,13 +134,13 @@ def default_loader(
             raise RuntimeError("CUDA is not available to torch")
         if target == "mps" and not platform.mps:
             raise RuntimeError("MPS is not available to torch")
-        from ..hardware import cpu_quota
-        from .torch_backend import TorchBackend
+        from reranker_server.backends.torch_backend import TorchBackend
+        from reranker_server.model.hardware import cpu_quota
 
         dtype, threads = dtype_for(target), settings.torch_threads or cpu_quota()
         engine = cpu_engine(settings.engine, checkpoint.kind, dtype, onnxruntime_available()) if target == "cpu" else ""
         if engine == "onnxruntime":
-            from .onnx_backend import OnnxRuntimeBackend
+            from reranker_server.backends.onnx.backend import OnnxRuntimeBackend
 
             try:
                 return OnnxRuntimeBackend(checkpoint, dtype=dtype, threads=threads, cache_dir=settings.onnx_cache_dir)

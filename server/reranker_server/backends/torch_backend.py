@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import Checkpoint
-from . import Backend, PaddedBatch
+from reranker_server.backends import Backend, PaddedBatch
+from reranker_server.model.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class TorchBackend(Backend):
             self._model = causal.eval()
             self._answer = self._answer_row(checkpoint.answer_ids)
         else:
-            from .encoder_rows import EncoderRows
+            from reranker_server.backends.onnx.encoder_rows import EncoderRows
 
             self._model = EncoderRows(checkpoint)
             self._answer = None
