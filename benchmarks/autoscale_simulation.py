@@ -2,7 +2,7 @@
 
     python benchmarks/autoscale_simulation.py [--seed 7] [--plot day.png] [--macs 2]
 
-The operator engine is the real decision code (``reranker_operator.autoscaler.Scaler``), fed what
+The operator engine is the real decision code (``reranker_operator.autoscale.decision.Scaler``), fed what
 it reads in a cluster: requests in progress + queued, every 5 s. The baseline is an HPA on CPU at
 70% as Kubernetes runs one: every 15 s, on a CPU figure ~30 s old (kubelet rate window +
 metrics-server scrape), 10% tolerance, the same replica bounds and the same ``behavior``
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker_operator.autoscaler import Bounds, Sample, Scaler
+from reranker_operator.autoscale.decision import Bounds, Sample, Scaler
 from reranker_operator.profiles import PROFILES
 
 DAY = 86_400

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     import kopf
 
-    from . import handlers
+    from reranker_operator import handlers
 
     settings = handlers.SETTINGS
     namespace = settings.watch_namespace

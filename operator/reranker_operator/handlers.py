@@ -8,12 +8,8 @@ wanted sends nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -21,14 +17,19 @@ import kopf
 
 from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
-
-from . import autoscaling, crash_loop, external, metrics, model_cache, ownership
-from .endpoints import Thresholds
-from .kube import KINDS, Kube, KubeError
-from .models import GROUP, PLURAL, VERSION, ModelRef
-from .reconcile import Observed, reconcile
-from .resources import fleet_config_map_name
-from .settings import OperatorSettings
+from reranker_operator import crash_loop, metrics, ownership
+from reranker_operator.autoscale import loop as autoscaling
+from reranker_operator.builders import children, model_cache
+from reranker_operator.builders.deployment import fleet_config_map_name
+from reranker_operator.cluster import ClusterFacts
+from reranker_operator.cluster_discovery import ClusterDiscovery
+from reranker_operator.external import status as external
+from reranker_operator.external.endpoints import Thresholds
+from reranker_operator.kube import KINDS, Kube, KubeError
+from reranker_operator.models import GROUP, PLURAL, VERSION, ModelRef
+from reranker_operator.reconcile import Observed, reconcile
+from reranker_operator.settings import OperatorSettings
+from reranker_operator.state import Registry
 
 logger = logging.getLogger(__name__)
 SETTINGS = OperatorSettings()
@@ -48,13 +49,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.background.cancellation_polling = 2.0
     memo.kube = Kube.from_environment(SETTINGS.field_manager)
     # kopf hands each object a shallow copy of memo: what all Rerankers share lives in mutable objects
-    memo.statuses = {}  # Reranker uid -> the status last written
-    memo.locks = {}  # Reranker uid -> held while it is reconciled
-    memo.cluster = ClusterDiscovery(SETTINGS.drift_interval)
-    memo.progress = {}  # Reranker uid -> what its model loader last printed
-    memo.scalers = {}  # Reranker uid -> its autoscaler's memory (operator engine)
-    memo.scaling = {}  # Reranker uid -> the autoscaler's status (load, desired, last scale)
-    memo.scaling_written = {}  # Reranker uid -> when that status was last written (monotonic)
+    memo.registry = Registry()  # what this process remembers of each Reranker
+    memo.cluster = ClusterDiscovery(SETTINGS.drift_interval, SETTINGS.keda_prometheus_address)
     memo.http = httpx.AsyncClient()  # probes external endpoints' /health
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port)
@@ -130,75 +126,31 @@ def _one(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | Non
     return found
 
 
-@dataclass
-class ClusterDiscovery:
-    """What the cluster offers (custom metrics served, storage classes, KEDA), looked up at most once
-    per ``interval`` for all Rerankers: an adapter or a class added later is seen within a drift
-    interval. A failed lookup keeps what the last one found."""
-
-    interval: float
-    facts: ownership.ClusterFacts = field(default_factory=ownership.ClusterFacts)
-    checked: float = -math.inf
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def current(self, kube: Kube) -> ownership.ClusterFacts:
-        async with self.lock:  # concurrent reconciles wait for one lookup instead of each making one
-            if time.monotonic() - self.checked >= self.interval:
-                self.checked = time.monotonic()
-                self.facts = await self._lookup(kube)
-        return self.facts
-
-    async def _lookup(self, kube: Kube) -> ownership.ClusterFacts:
-        served, classes, default = self.facts.served_metrics, self.facts.provisioners, self.facts.default_storage_class
-        try:
-            served = await kube.served_pod_metrics()
-        except (KubeError, httpx.HTTPError) as exc:
-            logger.warning("custom metrics discovery failed (keeping %s): %s", sorted(served), exc)
-        try:
-            classes, default = await kube.storage_classes()
-        except (KubeError, httpx.HTTPError) as exc:
-            logger.warning("listing storage classes failed (keeping %s): %s", sorted(classes), exc)
-        keda = self.facts.keda
-        try:
-            keda = await kube.serves("keda.sh/v1alpha1", "scaledobjects")
-        except (KubeError, httpx.HTTPError) as exc:
-            logger.warning("KEDA discovery failed (keeping %s): %s", keda, exc)
-        return ownership.ClusterFacts(served, classes, default, keda, SETTINGS.keda_prometheus_address)
-
-
-async def _cluster_facts(memo: kopf.Memo) -> ownership.ClusterFacts:
+async def _cluster_facts(memo: kopf.Memo) -> ClusterFacts:
     discovery: ClusterDiscovery = memo.cluster
     return await discovery.current(memo.kube)
 
 
 def _observed(
     indexes: Mapping[str, Any],
-    memo: kopf.Memo,
     reranker: dict[str, Any],
-    cluster: ownership.ClusterFacts,
-    scope: Callable[[ownership.ChildKey], bool] | None = None,
+    cluster: ClusterFacts,
+    scope: Callable[[children.ChildKey], bool] | None = None,
 ) -> Observed:
-    """What the caches hold for ``reranker``, and the status this process last wrote for it."""
+    """What the caches hold for ``reranker``."""
     meta = reranker["metadata"]
-    key, uid = (meta["namespace"], meta["name"]), meta.get("uid", "")
+    key = (meta["namespace"], meta["name"])
     children = {
         (kind, child["metadata"]["name"]): child
         for kind in ownership.OWNED_KINDS
         for child in indexes[_index_id(kind)].get(key, ())
     }
-    registered = [e for e in indexes["registered_endpoints"].get(key, ()) if not e["metadata"].get("deletionTimestamp")]
-    statuses: dict[str, dict[str, Any]] = memo.statuses  # by uid: a new Reranker of the same name starts afresh
-    return Observed(
-        children,
-        registered,
-        scope,
-        cluster,
-        memo.progress.get(uid),
-        memo.scaling.get(uid),
-        statuses.get(uid),
-        lambda status: statuses.__setitem__(uid, status),
-        list(indexes["server_pods"].get(key, ())),
-    )
+    return Observed(children, _registered(indexes, key), scope, cluster, list(indexes["server_pods"].get(key, ())))
+
+
+def _registered(indexes: Mapping[str, Any], key: tuple[str, str]) -> list[dict[str, Any]]:
+    """The RerankerEndpoints naming the Reranker at ``key``, none on their way out."""
+    return [e for e in indexes["registered_endpoints"].get(key, ()) if not e["metadata"].get("deletionTimestamp")]
 
 
 async def _reconcile_cached(
@@ -206,7 +158,7 @@ async def _reconcile_cached(
     indexes: Mapping[str, Any],
     namespace: str,
     name: str,
-    scope: Callable[[ownership.ChildKey], bool] | None = None,
+    scope: Callable[[children.ChildKey], bool] | None = None,
 ) -> None:
     """Reconcile a Reranker as the caches hold it; nothing if it is gone or going."""
     reranker = _one(indexes["rerankers"], (namespace, name))
@@ -219,15 +171,16 @@ async def _reconcile_one(
     memo: kopf.Memo,
     indexes: Mapping[str, Any],
     reranker: dict[str, Any],
-    scope: Callable[[ownership.ChildKey], bool] | None = None,
+    scope: Callable[[children.ChildKey], bool] | None = None,
 ) -> None:
     """One reconcile of a Reranker at a time: its create handler and its children's first events
     arrive together, and each wrote the same status (measured: ~3.7 status patches per new
     Reranker, 2 with the lock). The one that waited sees what the first wrote and sends nothing."""
     cluster = await _cluster_facts(memo)
-    locks: dict[str, asyncio.Lock] = memo.locks
-    async with locks.setdefault(reranker["metadata"].get("uid", ""), asyncio.Lock()):
-        await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, memo, reranker, cluster, scope))
+    registry: Registry = memo.registry
+    state = registry.of(reranker["metadata"].get("uid", ""))
+    async with state.lock:
+        await reconcile(memo.kube, SETTINGS, reranker, _observed(indexes, reranker, cluster, scope), state)
 
 
 # --- Rerankers ---------------------------------------------------------------------------------
@@ -244,12 +197,8 @@ async def reconcile_reranker(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
 async def forget_reranker(uid: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Its children go with it (owner references); only what this process remembers is left."""
     metrics.forget_reranker(namespace or "", name)
-    memo.statuses.pop(uid, None)
-    memo.locks.pop(uid, None)
-    memo.progress.pop(uid, None)
-    memo.scalers.pop(uid, None)
-    memo.scaling.pop(uid, None)
-    memo.scaling_written.pop(uid, None)
+    registry: Registry = memo.registry
+    registry.forget(uid)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.drift_interval, initial_delay=SETTINGS.drift_interval)
@@ -279,9 +228,10 @@ async def follow_model_load(
         logger.warning("reading the loader log of %s/%s failed: %s", namespace, name, exc)
         return
     progress = model_cache.last_progress(log or "")
-    seen: dict[str, dict[str, int]] = memo.progress
-    if progress is not None and progress != seen.get(uid):
-        seen[uid] = progress
+    registry: Registry = memo.registry
+    state = registry.of(uid)
+    if progress is not None and progress != state.load_progress:
+        state.load_progress = progress
         await _reconcile_cached(memo, kwargs, namespace or "", name, scope=lambda key: False)
 
 
@@ -295,7 +245,11 @@ async def autoscale(
     body: kopf.Body, namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """The operator engine: read the fleet's load, decide, set the Deployment's replicas."""
-    if await autoscaling.tick(memo, kwargs, _trimmed(body), SETTINGS):
+    key = (namespace or "", name)
+    fleet = autoscaling.Fleet(_trimmed(body), _one(kwargs[_index_id("Deployment")], key),
+                              list(kwargs["server_pods"].get(key, ())), _registered(kwargs, key))  # fmt: skip
+    registry: Registry = memo.registry
+    if await autoscaling.tick(registry.of(uid).autoscaler, memo.kube, memo.http, fleet, SETTINGS):
         await _reconcile_cached(memo, kwargs, namespace or "", name, scope=lambda key: False)
 
 

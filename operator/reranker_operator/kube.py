@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 
 from reranker_contract.kubeconfig import api_client
-
-from .models import GROUP, VERSION
+from reranker_operator.models import GROUP, VERSION
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,21 @@
-"""What a Reranker owns: every child it wants, how to tell its children apart, and what to prune.
+"""What a Reranker owns: which kinds, how to tell its children apart, and what to apply and prune.
 
-Pure: the reconcile hands in the spec, the resolved profile and what the watch caches hold, and
-gets back the manifests to apply and the children to delete. Every child carries the Reranker as
+Pure: the reconcile hands in the children it wants (``builders``) and what the watch caches
+hold, and gets back the manifests to apply and the children to delete. Every child carries the Reranker as
 its controlling owner reference (the garbage collector removes them with it) and the
 ``managed-by`` label the operator's watches select on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract.api import API_VERSION, RERANKER_KIND
-
-from . import endpoints, fleet, model_cache, resources
-from .models import RerankerSpec
-from .profiles import HardwareProfile
-from .resources import Manifest, Owner
+from reranker_operator.builders.children import ChildKey
+from reranker_operator.builders.common import MANAGED_BY, Manifest
+from reranker_operator.external import endpoints
 
 # Every kind a Reranker may own. The operator watches each (labels: MANAGED_LABELS) into a cache.
 OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
@@ -26,97 +24,8 @@ OWNED_KINDS: tuple[str, ...] = ("Deployment", "Service", "HorizontalPodAutoscale
 # Created once and then left alone: a Job's template and most of a claim's spec are immutable
 # (an apply that changes them is refused), and a new model gets a new claim and Job by name.
 CREATE_ONLY_KINDS = frozenset({"PersistentVolumeClaim", "Job"})
-MANAGED_LABELS = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
-ChildKey = tuple[str, str]  # (kind, name)
-
-
-@dataclass(frozen=True)
-class ClusterFacts:
-    """What the reconcile knows of the cluster beyond the Reranker's own objects."""
-
-    served_metrics: frozenset[str] = frozenset()  # pod metrics the custom-metrics API serves
-    provisioners: Mapping[str, str] = field(default_factory=dict)  # StorageClass name -> provisioner
-    default_storage_class: str | None = None
-    keda: bool = False  # KEDA's ScaledObject API is served
-    keda_prometheus: str | None = None  # the operator's default Prometheus for ScaledObjects
-
-    def provisioner(self, storage_class: str | None) -> str | None:
-        return self.provisioners.get(storage_class or self.default_storage_class or "")
-
-
-def cache_access_mode(spec: RerankerSpec, cluster: ClusterFacts) -> model_cache.AccessMode:
-    assert spec.model.cache is not None
-    return model_cache.access_mode(spec.model, cluster.provisioner(spec.model.cache.pvc.storage_class_name))
-
-
-def keda_address(spec: RerankerSpec, cluster: ClusterFacts) -> str | None:
-    keda = spec.autoscaling.keda
-    return (keda.server_address if keda else None) or cluster.keda_prometheus
-
-
-def autoscaler_problem(spec: RerankerSpec, cluster: ClusterFacts) -> str | None:
-    """Why the chosen engine can't scale this Reranker (its pods still serve), or None."""
-    if not spec.autoscaling.enabled or spec.autoscaling.engine != "keda":
-        return None
-    if not cluster.keda:
-        return ("spec.autoscaling.engine: keda needs KEDA (its ScaledObject API, keda.sh/v1alpha1, is not served "
-                "here); install KEDA or use engine operator")  # fmt: skip
-    if keda_address(spec, cluster) is None:
-        return ("spec.autoscaling.keda.serverAddress: not set, and the operator has no default Prometheus "
-                "(chart value autoscaling.keda.prometheusAddress)")  # fmt: skip
-    return None
-
-
-def desired_children(
-    owner: Owner,
-    spec: RerankerSpec,
-    profile: HardwareProfile,
-    image: str,
-    default_redis_url: str | None,
-    registered: list[dict[str, Any]],
-    operator_namespace: str | None = None,
-    cluster: ClusterFacts = ClusterFacts(),
-    live: Mapping[ChildKey, dict[str, Any]] | None = None,
-) -> dict[ChildKey, Manifest]:
-    """Every child that should exist now, by (kind, name); what is absent should not exist.
-
-    ``registered``: the RerankerEndpoints naming this Reranker. With any, ``<name>-external``
-    exists, and the probed ones are listed in EndpointSlices of both Services. ``live``: the
-    children as the caches hold them (a ReadWriteOnce model cache pins the pods to its node).
-    """
-    cache_node = None
-    cache_children: list[Manifest | None] = []
-    if spec.model.cache is not None:
-        mode = cache_access_mode(spec, cluster)
-        claim = (live or {}).get(("PersistentVolumeClaim", model_cache.claim_name(owner.name, spec.model)))
-        cache_node = model_cache.pinned_node(claim, mode)
-        cache_children = resources.model_cache_children(owner, spec, profile, image, mode)
-    deployment = (live or {}).get(("Deployment", owner.name))
-    wanted: list[Manifest | None] = [
-        resources.deployment(owner, spec, profile, image, default_redis_url, cache_node),
-        fleet.config_map(owner, spec, fleet.size(deployment, registered)),
-        *cache_children,
-        resources.service(owner, spec, profile),
-        resources.hpa(owner, spec, profile, cluster.served_metrics),
-        _scaled_object(owner, spec, profile, cluster),
-        resources.pdb(owner, spec, profile),
-        resources.network_policy(owner, spec, profile, operator_namespace),
-    ]
-    if registered:
-        members = [m for m in (endpoints.slice_member(e, spec.scheme) for e in registered) if m is not None]
-        wanted.append(endpoints.external_service(owner, spec.service.port))
-        for service in (owner.name, f"{owner.name}-external"):
-            wanted += endpoints.endpoint_slices(owner, service, members)
-    return {(m["kind"], m["metadata"]["name"]): m for m in wanted if m is not None}
-
-
-def _scaled_object(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, cluster: ClusterFacts
-) -> Manifest | None:
-    address = keda_address(spec, cluster)
-    if autoscaler_problem(spec, cluster) or address is None or spec.autoscaling.engine != "keda":
-        return None
-    return resources.scaled_object(owner, spec, profile, address)
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+__all__ = ["ChildKey", "Plan", "plan"]
 
 
 def controller_name(child: dict[str, Any]) -> str | None:

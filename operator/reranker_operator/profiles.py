@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .models import RerankerSpec
+from reranker_operator.models import RerankerSpec
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,21 @@ did not change is not written again.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions, crash_loop, fleet, metrics, model_cache, ownership, profiles, resources
-from .kube import Kube, KubeError
-from .models import RerankerSpec, with_hub_endpoint, with_rate_limits
-from .settings import OperatorSettings
+from reranker_operator import clock, cluster, conditions, crash_loop, metrics, ownership, profiles, validation
+from reranker_operator.builders import children as child_builders
+from reranker_operator.builders import common, fleet, model_cache, network
+from reranker_operator.builders.scaling import LOAD_METRICS
+from reranker_operator.cluster import ClusterFacts
+from reranker_operator.events import post_event
+from reranker_operator.kube import Kube, KubeError
+from reranker_operator.models import RerankerSpec, with_hub_endpoint, with_rate_limits
+from reranker_operator.settings import OperatorSettings
+from reranker_operator.state import RerankerState
 
 logger = logging.getLogger(__name__)
 
@@ -26,26 +31,17 @@ logger = logging.getLogger(__name__)
 class Observed:
     """What the watch caches hold for one Reranker."""
 
-    children: dict[ownership.ChildKey, dict[str, Any]]  # live children, by (kind, name)
+    children: dict[child_builders.ChildKey, dict[str, Any]]  # live children, by (kind, name)
     endpoints: list[dict[str, Any]]  # RerankerEndpoints naming it (none on their way out)
     # Which children this reconcile may touch (None: all). A child's watch event repairs that
     # child alone: its siblings may simply not have reached the cache yet, and re-applying them
     # on every sibling's event cost ~1 extra request per child while 100 Rerankers were created.
-    scope: Callable[[ownership.ChildKey], bool] | None = None
-    cluster: ownership.ClusterFacts = field(default_factory=ownership.ClusterFacts)
-    load_progress: dict[str, int] | None = None  # what the model loader last printed
-    scaling: dict[str, Any] | None = None  # the operator autoscaler's last look: load, desired, last scale
-    # The status this operator last wrote, which the cached Reranker may not show yet.
-    last_status: dict[str, Any] | None = None
-    record_status: Callable[[dict[str, Any]], None] | None = None  # told what was written
+    scope: Callable[[child_builders.ChildKey], bool] | None = None
+    cluster: ClusterFacts = field(default_factory=ClusterFacts)
     pods: list[dict[str, Any]] = field(default_factory=list)  # its server pods, as the pod index trims them
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def _converge(kube: Kube, owner: resources.Owner, todo: ownership.Plan) -> dict[str, Any] | None:
+async def _converge(kube: Kube, owner: common.Owner, todo: ownership.Plan) -> dict[str, Any] | None:
     """Apply and prune; returns the Deployment as the API server answered, when it was applied."""
     deployment = None
     for manifest in todo.apply:
@@ -59,36 +55,8 @@ async def _converge(kube: Kube, owner: resources.Owner, todo: ownership.Plan) ->
     return deployment
 
 
-async def post_event(kube: Kube, body: dict[str, Any], reason: str, message: str, kind: str = "Warning") -> None:
-    meta = body["metadata"]
-    now = _now()
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta.get("uid"),
-        },
-        "reason": reason,
-        "message": message[:1024],
-        "type": kind,
-        "source": {"component": "reranker-operator"},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
-    try:
-        await kube.create(event)
-    except KubeError as exc:  # an Event is best effort; the condition already says it
-        logger.warning("could not post event %s: %s", reason, exc)
-
-
 def _autoscaling_status(
-    spec: RerankerSpec, desired: dict[ownership.ChildKey, resources.Manifest], name: str, scaling: dict[str, Any] | None
+    spec: RerankerSpec, desired: dict[child_builders.ChildKey, common.Manifest], name: str, look: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The engine and what it scales on now (the HPA: request metrics only where they are served)."""
     engine = spec.autoscaling.engine
@@ -101,8 +69,8 @@ def _autoscaling_status(
         return {"enabled": True, "engine": engine, "metrics": names}
     if engine == "keda":
         served = ("ScaledObject", name) in desired
-        return {"enabled": served, "engine": engine, "metrics": list(resources.LOAD_METRICS) if served else []}
-    return {"enabled": True, "engine": engine, "metrics": list(resources.LOAD_METRICS)} | (scaling or {})
+        return {"enabled": served, "engine": engine, "metrics": list(LOAD_METRICS) if served else []}
+    return {"enabled": True, "engine": engine, "metrics": list(LOAD_METRICS)} | (look or {})
 
 
 def _unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
@@ -110,12 +78,13 @@ def _unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
 
 
 async def reconcile(
-    kube: Kube, settings: OperatorSettings, body: dict[str, Any], observed: Observed
+    kube: Kube, settings: OperatorSettings, body: dict[str, Any], observed: Observed, state: RerankerState
 ) -> list[conditions.Condition]:
+    """Apply what the spec wants, prune what it no longer does, and write the status once."""
     meta = body["metadata"]
     name, namespace, generation = meta["name"], meta["namespace"], int(meta.get("generation") or 1)
-    owner = resources.Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
-    spec, problems = conditions.validate(body.get("spec") or {}, settings.reranker_image)
+    owner = common.Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
+    spec, problems = validation.validate(body.get("spec") or {}, settings.reranker_image)
     apply_error: str | None = None
     deployment = observed.children.get(("Deployment", name))
     cache: model_cache.CacheState | None = None
@@ -125,7 +94,7 @@ async def reconcile(
         spec = with_rate_limits(with_hub_endpoint(spec, settings.default_hub_endpoint), settings.default_rate_limits)
         profile = profiles.resolve(spec)
         image = spec.image or settings.reranker_image or ""
-        desired = ownership.desired_children(
+        inputs = child_builders.BuildInput(
             owner,
             spec,
             profile,
@@ -136,6 +105,7 @@ async def reconcile(
             observed.cluster,
             observed.children,
         )
+        desired = child_builders.desired_children(inputs)
         todo = ownership.plan(desired, observed.children, owner.uid, observed.scope)
         try:
             deployment = await _converge(kube, owner, todo) or deployment
@@ -143,16 +113,16 @@ async def reconcile(
             apply_error = str(exc)
             logger.error("applying children of %s/%s failed: %s", namespace, name, exc)
         status["profile"] = profiles.summary(profile)
-        status["url"] = resources.service_url(owner, spec)
+        status["url"] = network.service_url(owner, spec)
         status["externalEndpoints"] = ownership.endpoint_counts(observed.endpoints)
         status["fleetSize"] = fleet.size(deployment, observed.endpoints)
-        status["autoscaling"] = _autoscaling_status(spec, desired, name, observed.scaling)
-        autoscaler_problem = ownership.autoscaler_problem(spec, observed.cluster)
+        status["autoscaling"] = _autoscaling_status(spec, desired, name, state.autoscaler.scaling)
+        autoscaler_problem = cluster.autoscaler_problem(spec, observed.cluster)
         if spec.model.cache is not None:
             job = observed.children.get(("Job", model_cache.job_name(name, spec.model)))
-            cache = model_cache.state(job, observed.load_progress)
+            cache = model_cache.state(job, state.load_progress)
             claim = model_cache.claim_name(name, spec.model)
-            status["modelCache"] = cache.status(claim, ownership.cache_access_mode(spec, observed.cluster))
+            status["modelCache"] = cache.status(claim, model_cache.cache_access_mode(spec, observed.cluster))
         else:
             status["modelCache"] = None  # a merge patch: removes what an earlier spec left
     computed = conditions.compute(
@@ -167,18 +137,17 @@ async def reconcile(
     )
     current = body.get("status") or {}
     previous = current.get("conditions") or []
-    status["conditions"] = conditions.render(computed, generation, previous, _now())
+    status["conditions"] = conditions.render(computed, generation, previous, clock.stamp())
     deploy_status = (deployment or {}).get("status") or {}
     status["replicas"] = int(deploy_status.get("replicas") or 0)
     status["readyReplicas"] = int(deploy_status.get("readyReplicas") or 0)
     status["replicaSummary"] = f"{status['readyReplicas']}/{status['replicas']}"
     metrics.reranker_status(namespace, name, status["replicas"], status["readyReplicas"], status.get("fleetSize"))
-    if _unchanged(current, status) or status == observed.last_status:
+    if _unchanged(current, status) or status == state.last_status:
         return computed
     try:
         await kube.patch_status("Reranker", namespace, name, status)
-        if recorder := observed.record_status:
-            recorder(status)
+        state.last_status = status
     except KubeError as exc:
         if exc.status != 404:
             raise

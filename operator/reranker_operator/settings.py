@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .models import RateLimits
+from reranker_operator.models import RateLimits
 
 
 class OperatorSettings(BaseSettings):

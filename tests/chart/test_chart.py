@@ -176,7 +176,7 @@ def test_notes_tell_what_to_apply_next() -> None:
 
 
 def test_the_prometheus_adapter_snippet_serves_what_the_hpa_engine_asks_for() -> None:
-    from reranker_operator.resources import LOAD_METRICS
+    from reranker_operator.builders.scaling import LOAD_METRICS
 
     snippet = yaml.safe_load((CHART / "prometheus-adapter-values.yaml").read_text())
     served = {rule["name"]["as"] for rule in snippet["rules"]["custom"]}

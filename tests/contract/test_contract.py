@@ -9,7 +9,8 @@ from reranker_contract import server_env
 from reranker_contract.api import API_VERSION, ENDPOINT_KIND, ENDPOINT_PLURAL, RERANKER_KIND, RERANKER_PLURAL
 from reranker_contract.endpoint import EndpointSpec, lease_expired, lease_manifest
 from reranker_contract.health import HealthReport
-from reranker_operator import profiles, resources
+from reranker_operator import profiles
+from reranker_operator.builders import common, deployment
 from reranker_operator.models import RerankerSpec
 from reranker_server.core.settings import Settings
 from tests.operator.manifests import load_crds, validate_builtin, validate_custom
@@ -31,8 +32,8 @@ def test_the_operator_sets_only_contract_names() -> None:
          "auth": {"apiKeySecretRef": {"name": "keys", "key": "keys"}},
          "rateLimits": {"requestsPerSecond": 5, "pairsPerSecond": 500.5, "requestBurst": 10, "pairBurst": 1000}}
     )  # fmt: skip
-    owner = resources.Owner("fleet", "search", "uid-1")
-    env = resources.server_env(owner, spec, profiles.resolve(spec))
+    owner = common.Owner("fleet", "search", "uid-1")
+    env = deployment.server_env(owner, spec, profiles.resolve(spec))
     names = {e["name"] for e in env}
     assert names <= server_env.SERVER_SETTINGS | server_env.LIBRARY_ENV, names - server_env.SERVER_SETTINGS
     # and every value the operator sets parses as the server's setting

@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
-from reranker_operator import fleet_load, ownership, profiles, resources
-from reranker_operator.autoscaler import Bounds, Sample, Scaler
+from reranker_operator import cluster, profiles
+from reranker_operator.autoscale import fleet_load
+from reranker_operator.autoscale.decision import Bounds, Sample, Scaler
+from reranker_operator.builders import children as child_builders
+from reranker_operator.builders import common, scaling
 from reranker_operator.models import RerankerSpec
 
-OWNER = resources.Owner(name="search", namespace="rag", uid="u1")
+OWNER = common.Owner(name="search", namespace="rag", uid="u1")
 # the cpu profile's behavior: up 100% per 30 s at once; down 50% per minute after 5 minutes
 CPU = profiles.PROFILES["cpu"]
 BOUNDS = Bounds(1, 10, target_per_replica=8, window_seconds=30, behavior=CPU.scale_behavior)
@@ -129,19 +132,30 @@ def spec(**autoscaling: Any) -> RerankerSpec:
     return RerankerSpec.model_validate({"model": {"name": "m"}, "autoscaling": autoscaling})
 
 
-def kinds(s: RerankerSpec, cluster: ownership.ClusterFacts) -> dict[str, Any]:
-    built = ownership.desired_children(OWNER, s, profiles.resolve(s), "img", None, [], None, cluster)
+def kinds(s: RerankerSpec, facts: cluster.ClusterFacts) -> dict[str, Any]:
+    built = child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=s,
+            profile=profiles.resolve(s),
+            image="img",
+            default_redis_url=None,
+            registered=[],
+            operator_namespace=None,
+            cluster=facts,
+        )
+    )
     return {kind: m for (kind, _), m in built.items()}
 
 
 def test_the_operator_engine_is_the_default_and_needs_no_hpa() -> None:
-    built = kinds(spec(), ownership.ClusterFacts())
+    built = kinds(spec(), cluster.ClusterFacts())
     assert "HorizontalPodAutoscaler" not in built and "ScaledObject" not in built
     assert "replicas" not in built["Deployment"]["spec"]  # the engine sets them through the scale subresource
-    assert ownership.autoscaler_problem(spec(), ownership.ClusterFacts()) is None
+    assert cluster.autoscaler_problem(spec(), cluster.ClusterFacts()) is None
 
 
-KEDA = ownership.ClusterFacts(keda=True, keda_prometheus="http://prometheus.monitoring:9090")
+KEDA = cluster.ClusterFacts(keda=True, keda_prometheus="http://prometheus.monitoring:9090")
 
 
 def test_keda_engine_builds_a_scaled_object_on_the_same_load() -> None:
@@ -161,21 +175,21 @@ def test_keda_engine_builds_a_scaled_object_on_the_same_load() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cluster", "problem"),
+    ("facts", "problem"),
     [
-        (ownership.ClusterFacts(), "spec.autoscaling.engine: keda needs KEDA"),
-        (ownership.ClusterFacts(keda=True), "spec.autoscaling.keda.serverAddress: not set"),
+        (cluster.ClusterFacts(), "spec.autoscaling.engine: keda needs KEDA"),
+        (cluster.ClusterFacts(keda=True), "spec.autoscaling.keda.serverAddress: not set"),
     ],
 )
-def test_keda_engine_without_keda_says_what_is_missing(cluster: ownership.ClusterFacts, problem: str) -> None:
-    assert problem in (ownership.autoscaler_problem(spec(engine="keda"), cluster) or "")
-    assert "ScaledObject" not in kinds(spec(engine="keda"), cluster)
+def test_keda_engine_without_keda_says_what_is_missing(facts: cluster.ClusterFacts, problem: str) -> None:
+    assert problem in (cluster.autoscaler_problem(spec(engine="keda"), facts) or "")
+    assert "ScaledObject" not in kinds(spec(engine="keda"), facts)
 
 
 def test_promql_selects_only_this_rerankers_pods() -> None:
     import re
 
-    pods = re.search(r'pod=~"([^"]+)"', resources.load_query(OWNER))
+    pods = re.search(r'pod=~"([^"]+)"', scaling.load_query(OWNER))
     assert pods is not None
     pattern = re.compile(pods.group(1))
     assert pattern.fullmatch("search-7d9f8c6b5-abcde")

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from reranker_operator import conditions, ownership, profiles, resources
+from reranker_operator import cluster, conditions, profiles, validation
+from reranker_operator.builders import children as child_builders
+from reranker_operator.builders import common, network
 from reranker_operator.models import RerankerSpec
 from reranker_operator.profiles import HardwareProfile
 from tests.operator.manifests import validate_builtin
 
-OWNER = resources.Owner(name="search", namespace="rag", uid="1234-5678")
+OWNER = common.Owner(name="search", namespace="rag", uid="1234-5678")
 
 
 def spec(**fields: Any) -> RerankerSpec:
@@ -33,8 +35,17 @@ def children(
     served: frozenset[str] = ADAPTER,
 ) -> dict[str, Any]:
     """The desired children named like the Reranker, by kind (None: must not exist)."""
-    desired = ownership.desired_children(
-        OWNER, s, profile or profiles.resolve(s), image, redis, [], None, ownership.ClusterFacts(served)
+    desired = child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=s,
+            profile=profile or profiles.resolve(s),
+            image=image,
+            default_redis_url=redis,
+            registered=[],
+            operator_namespace=None,
+            cluster=cluster.ClusterFacts(served),
+        )
     )
     kinds = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
     return {kind: desired.get((kind, OWNER.name)) for kind in kinds}
@@ -199,7 +210,7 @@ def test_redis_cache_wiring() -> None:
     with_default = children(default, redis="redis://fleet:6379/0")
     assert env_of(with_default["Deployment"])["REDIS_URL"] == "redis://fleet:6379/0"
     assert "ENABLE_DISTRIBUTED" not in env_of(build()["Deployment"])
-    _, problems = conditions.validate({"model": {"name": "m"}, "cache": {"redis": {}}}, "img")
+    _, problems = validation.validate({"model": {"name": "m"}, "cache": {"redis": {}}}, "img")
     assert problems and "exactly one of url and urlSecretRef" in problems[0]
     validate_builtin(children(s)["Deployment"])
 
@@ -213,19 +224,19 @@ def test_pdb_only_from_two_replicas_and_no_hpa_when_disabled() -> None:
 
 
 def test_validation_names_each_problem() -> None:
-    _, problems = conditions.validate({"model": {"name": "m"}, "replicas": {"min": 5, "max": 2}}, "img")
+    _, problems = validation.validate({"model": {"name": "m"}, "replicas": {"min": 5, "max": 2}}, "img")
     assert problems == ["spec.replicas: Value error, replicas.min (5) must not exceed replicas.max (2)"]
-    _, problems = conditions.validate({"model": {"name": "m"}, "env": [{"name": "PORT", "value": "1"}]}, "img")
+    _, problems = validation.validate({"model": {"name": "m"}, "env": [{"name": "PORT", "value": "1"}]}, "img")
     assert problems and problems[0].startswith("spec.env: PORT")
-    _, problems = conditions.validate({"model": {"name": "m"}}, None)
+    _, problems = validation.validate({"model": {"name": "m"}}, None)
     assert problems[0].startswith("spec.image")
-    _, problems = conditions.validate(
+    _, problems = validation.validate(
         {"model": {"name": "m"}, "hardwareClass": "nvidia-gpu", "resources": {"limits": {"cpu": "1"}}}, "img"
     )
     assert "nvidia.com/gpu" in problems[0]
-    _, problems = conditions.validate({"model": {"name": "m"}, "hardwareClass": "tpu"}, "img")
+    _, problems = validation.validate({"model": {"name": "m"}, "hardwareClass": "tpu"}, "img")
     assert problems[0].startswith("spec.hardwareClass")
-    _, problems = conditions.validate({"model": {"name": "m"}, "replicaz": 3}, "img")
+    _, problems = validation.validate({"model": {"name": "m"}, "replicaz": 3}, "img")
     assert problems[0].startswith("spec.replicaz")
 
 
@@ -289,8 +300,8 @@ def test_api_keys_and_tls_come_from_mounted_secrets() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["api-keys"]["readOnly"] and mounts["tls"]["mountPath"] == "/etc/reranker/tls"
     assert {container[p]["httpGet"]["scheme"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {"HTTPS"}
-    assert resources.service_url(OWNER, s).startswith("https://")
-    _, problems = conditions.validate({"model": {"name": "m"}, "env": [{"name": "API_KEY_FILE", "value": "/x"}]}, "i")
+    assert network.service_url(OWNER, s).startswith("https://")
+    _, problems = validation.validate({"model": {"name": "m"}, "env": [{"name": "API_KEY_FILE", "value": "/x"}]}, "i")
     assert problems and "API_KEY_FILE" in problems[0]  # set from spec.auth, not by hand
     plain = children(spec())["Deployment"]
     assert "API_KEY_FILE" not in env_of(plain)
@@ -300,16 +311,31 @@ def test_api_keys_and_tls_come_from_mounted_secrets() -> None:
 def test_network_policy_admits_the_peers_and_the_operator() -> None:
     s = spec(networkPolicy={"allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}},
                                           {"podSelector": {"matchLabels": {"app": "rag-api"}}}]})  # fmt: skip
-    policy = ownership.desired_children(OWNER, s, profiles.resolve(s), "img", None, [], "reranker-system")[
-        ("NetworkPolicy", OWNER.name)
-    ]
+    policy = child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=s,
+            profile=profiles.resolve(s),
+            image="img",
+            default_redis_url=None,
+            registered=[],
+            operator_namespace="reranker-system",
+        )
+    )[("NetworkPolicy", OWNER.name)]
     validate_builtin(policy)
-    assert policy["spec"]["podSelector"]["matchLabels"] == resources.selector_labels(OWNER.name)
+    assert policy["spec"]["podSelector"]["matchLabels"] == common.selector_labels(OWNER.name)
     peers = policy["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"team": "search"}}} in peers
     assert {"podSelector": {"matchLabels": {"app": "rag-api"}}} in peers
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "reranker-system"}}} in peers
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
-    assert ("NetworkPolicy", OWNER.name) not in ownership.desired_children(
-        OWNER, spec(), profiles.resolve(spec()), "img", None, []
+    assert ("NetworkPolicy", OWNER.name) not in child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=spec(),
+            profile=profiles.resolve(spec()),
+            image="img",
+            default_redis_url=None,
+            registered=[],
+        )
     )

@@ -110,7 +110,7 @@ def test_reranker_rules(spec: dict[str, Any], refused_by: str | None) -> None:
 
 def test_operator_model_agrees_with_the_rules() -> None:
     """What CEL refuses, the operator's own check refuses too (for API servers without the CRD's rules)."""
-    from reranker_operator.conditions import validate
+    from reranker_operator.validation import validate
 
     for spec in ({"replicas": {"min": 4}}, {"cache": {"redis": {}}},
                  {"hardwareClass": "nvidia-gpu", "resources": {"limits": {"cpu": "4"}}},

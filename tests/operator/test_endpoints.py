@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from reranker_contract.endpoint import lease_expired
-from reranker_operator import endpoints
-from reranker_operator.endpoints import ProbeResult, Thresholds
-from reranker_operator.resources import Owner
+from reranker_operator.builders.common import Owner
+from reranker_operator.external import endpoints
+from reranker_operator.external.endpoints import ProbeResult, Thresholds
 from tests.operator.manifests import validate_builtin, validate_custom
 
 OWNER = Owner(name="fleet", namespace="search", uid="u-1")

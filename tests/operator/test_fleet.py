@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reranker_operator import fleet
+from reranker_operator.builders import fleet
+from reranker_operator.builders.common import Owner
 from reranker_operator.models import RateLimits, RerankerSpec, with_rate_limits
-from reranker_operator.resources import Owner
 from reranker_operator.settings import OperatorSettings
 
 OWNER = Owner("fleet", "search", "uid-1")

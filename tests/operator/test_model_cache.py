@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from reranker_operator import conditions, model_cache, ownership, profiles, resources
+from reranker_operator import cluster, conditions, ownership, profiles, validation
+from reranker_operator.builders import children as child_builders
+from reranker_operator.builders import common, model_cache
 from reranker_operator.models import RerankerSpec
 from tests.operator.manifests import validate_builtin
 
-OWNER = resources.Owner(name="search", namespace="rag", uid="1234-5678")
-EFS = ownership.ClusterFacts(
+OWNER = common.Owner(name="search", namespace="rag", uid="1234-5678")
+EFS = cluster.ClusterFacts(
     provisioners={"efs": "efs.csi.aws.com", "gp3": "ebs.csi.aws.com"}, default_storage_class="gp3"
 )
 
@@ -24,10 +26,20 @@ def spec(cache: dict[str, Any] | None = None, **model: Any) -> RerankerSpec:
     return RerankerSpec.model_validate({"model": fields})
 
 
-def desired(
-    s: RerankerSpec, cluster: ownership.ClusterFacts = EFS, live: dict[Any, Any] | None = None
-) -> dict[str, Any]:
-    built = ownership.desired_children(OWNER, s, profiles.resolve(s), "img:1", None, [], None, cluster, live)
+def desired(s: RerankerSpec, facts: cluster.ClusterFacts = EFS, live: dict[Any, Any] | None = None) -> dict[str, Any]:
+    built = child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=s,
+            profile=profiles.resolve(s),
+            image="img:1",
+            default_redis_url=None,
+            registered=[],
+            operator_namespace=None,
+            cluster=facts,
+            live=live or {},
+        )
+    )
     for manifest in built.values():
         validate_builtin(manifest)
     return {kind: m for (kind, _), m in built.items()}
@@ -92,7 +104,7 @@ def test_access_mode_follows_the_storage_class_unless_the_spec_says() -> None:
     assert "ReadOnlyMany" in desired(efs)["PersistentVolumeClaim"]["spec"]["accessModes"]
     forced = spec({"size": "1Gi", "storageClassName": "efs", "accessMode": "ReadWriteOnce"})
     assert desired(forced)["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
-    unknown = ownership.ClusterFacts()  # storage classes unreadable: the mode every class supports
+    unknown = cluster.ClusterFacts()  # storage classes unreadable: the mode every class supports
     assert desired(spec({"size": "1Gi"}), unknown)["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
@@ -141,7 +153,18 @@ def test_without_a_cache_pods_download_themselves_with_the_token() -> None:
 def test_jobs_and_claims_are_created_once_then_left_alone() -> None:
     """A Job's template is immutable: re-applying a changed one (a new image) would be refused."""
     s = spec({"size": "1Gi"})
-    built = ownership.desired_children(OWNER, s, profiles.resolve(s), "img:2", None, [], None, EFS)
+    built = child_builders.desired_children(
+        child_builders.BuildInput(
+            owner=OWNER,
+            spec=s,
+            profile=profiles.resolve(s),
+            image="img:2",
+            default_redis_url=None,
+            registered=[],
+            operator_namespace=None,
+            cluster=EFS,
+        )
+    )
     job_key = ("Job", model_cache.job_name(OWNER.name, s.model))
     live = {job_key: {"metadata": {"name": job_key[1]}, "spec": {"template": {"image": "img:1"}}}}
     todo = ownership.plan(built, live, OWNER.uid)
@@ -200,7 +223,7 @@ def test_conditions_while_loading_after_and_on_failure() -> None:
     [({}, "model.cache.pvc.size: required"), ({"size": "1Gi", "create": False}, "existingClaim must name")],
 )
 def test_invalid_cache_specs_are_named(pvc: dict[str, Any], problem: str) -> None:
-    _, problems = conditions.validate({"model": {"name": "m", "cache": {"pvc": pvc}}}, "img")
+    _, problems = validation.validate({"model": {"name": "m", "cache": {"pvc": pvc}}}, "img")
     assert any(problem in p and p.startswith("spec.model.cache.pvc") for p in problems), problems
 
 

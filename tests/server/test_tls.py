@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reranker_operator.probe import probe
+from reranker_operator.external.probe import probe
 from reranker_server.api.registration import Registrar
 from reranker_server.core.settings import Settings
 

@@ -8,8 +8,7 @@ import time
 import httpx
 
 from reranker_contract.health import HEALTH_PATH, HealthReport
-
-from .endpoints import ProbeResult
+from reranker_operator.external.endpoints import ProbeResult
 
 
 def url(scheme: str, address: str, port: int, path: str) -> str:

@@ -1,4 +1,5 @@
-"""Pure builders for ``spec.model.cache``: a claim filled once by a loader Job, mounted read-only by every pod.
+"""``spec.model.cache``: a claim filled once by a loader Job, mounted read-only by every pod; its
+names, access mode, builders, and the state its loader reports.
 
 The loader runs the server image's own ``reranker-server download`` into the claim (Hugging Face
 cache layout, resumable, verified). Server pods wait in an init container (``download --wait``)
@@ -15,12 +16,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reranker_contract import server_env as env_names
-
-from .models import AccessMode, ModelRef
+from reranker_operator.builders.common import (
+    CONTAINER_SECURITY,
+    MODEL_CACHE_DIR,
+    POD_SECURITY,
+    Manifest,
+    Owner,
+    loader_labels,
+    metadata,
+)
+from reranker_operator.cluster import ClusterFacts
+from reranker_operator.models import AccessMode, ModelRef, RerankerSpec
+from reranker_operator.profiles import PROFILES, HardwareProfile
 
 __all__ = ["AccessMode", "CacheState"]
 
-MOUNT = "/models"
+MOUNT = MODEL_CACHE_DIR
 HF_HOME = f"{MOUNT}/hf"
 HUB_CACHE = f"{HF_HOME}/hub"
 LOADER_CONTAINER = "loader"
@@ -224,3 +235,32 @@ def last_progress(log: str) -> dict[str, int] | None:
         if isinstance(data, dict) and isinstance(data.get("totalBytes"), int):
             return {"downloadedBytes": int(data.get("downloadedBytes") or 0), "totalBytes": data["totalBytes"]}
     return None
+
+
+def cache_access_mode(spec: RerankerSpec, cluster: ClusterFacts) -> AccessMode:
+    assert spec.model.cache is not None
+    return access_mode(spec.model, cluster.provisioner(spec.model.cache.pvc.storage_class_name))
+
+
+def _onnx_graphs(profile: HardwareProfile) -> OnnxGraphs | None:
+    """The graphs the pods will run when they run ONNX Runtime (CPU pods, an engine that picks it, a
+    dtype it runs; DTYPE=auto compares int8 with float32 at start-up), within their memory limit
+    (the CPU profile's where they have none); None for pods that run PyTorch."""
+    runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", *env_names.ONNX_RUNTIME_DTYPES)
+    if profile.hardware_class != "cpu" or not runs_onnx:
+        return None
+    dtypes = ("float32",) if profile.dtype == "float32" else ("float32", "int8")
+    return OnnxGraphs(dtypes, profile.limits.get("memory") or PROFILES["cpu"].limits["memory"])
+
+
+def model_cache_children(
+    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, mode: AccessMode
+) -> list[Manifest | None]:
+    """The claim (unless it exists already) and the Job that fills it, for this model and revision."""
+    model = spec.model
+    claim_meta = metadata(owner, claim_name(owner.name, model), profile.hardware_class)
+    job_meta = metadata(owner, job_name(owner.name, model), profile.hardware_class)
+    job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
+    job = loader_job(job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY,
+                                 CONTAINER_SECURITY, _onnx_graphs(profile))  # fmt: skip
+    return [pvc(claim_meta, model, mode), job]

@@ -15,10 +15,9 @@ from typing import Any
 import httpx
 
 from reranker_contract.endpoint import EndpointSpec
-
-from . import endpoints, probe
-from .autoscaler import Sample
-from .resources import LOAD_METRICS
+from reranker_operator.autoscale.decision import Sample
+from reranker_operator.builders.scaling import LOAD_METRICS
+from reranker_operator.external import endpoints, probe
 
 METRICS_PATH = "/metrics"
 

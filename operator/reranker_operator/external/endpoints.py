@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract.endpoint import EndpointSpec
-
-from .resources import MANAGED_BY, Owner, labels
+from reranker_operator.builders.common import MANAGED_BY, Owner, labels
 
 # EndpointSlice's managed-by label: the built-in controller leaves slices labelled otherwise alone.
 SLICE_MANAGER = f"{MANAGED_BY}.reranker.dev"

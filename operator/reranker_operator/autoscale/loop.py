@@ -1,4 +1,4 @@
-"""The ``operator`` autoscaling engine's loop: scrape the fleet, decide (``autoscaler``), scale.
+"""The ``operator`` autoscaling engine's loop: scrape the fleet, decide (``decision``), scale.
 
 Each tick reads what the watch caches hold (the Deployment, the server pods, the registered
 endpoints), scrapes the ready ones' ``/metrics``, and sets the Deployment's replicas through the
@@ -7,22 +7,42 @@ scale subresource when the decision changes them, with a ``Scaling`` Event sayin
 
 from __future__ import annotations
 
-import datetime
 import logging
+import math
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
+import httpx
 
-from . import conditions, fleet_load, metrics, profiles
-from .autoscaler import Bounds, Decision, Scaler
-from .kube import KubeError
-from .reconcile import post_event
-from .settings import OperatorSettings
+from reranker_operator import clock, metrics, profiles, validation
+from reranker_operator.autoscale import fleet_load
+from reranker_operator.autoscale.decision import Bounds, Decision, Scaler
+from reranker_operator.events import post_event
+from reranker_operator.kube import Kube, KubeError
+from reranker_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 STATUS_INTERVAL = 30.0  # the load in status is refreshed this often; a scaling decision at once
+
+
+@dataclass
+class Memory:
+    """What the engine remembers of one Reranker between ticks."""
+
+    scaler: Scaler = field(default_factory=Scaler)  # recent samples, recommendations, changes
+    scaling: dict[str, Any] | None = None  # the last look, for the status: load, desired, last scale
+    written: float = -math.inf  # when that look was last written to the status (monotonic)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One Reranker's fleet as the watch caches hold it."""
+
+    reranker: dict[str, Any]
+    deployment: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)  # its server pods
+    registered: list[dict[str, Any]] = field(default_factory=list)  # its RerankerEndpoints, none on their way out
 
 
 def bounds(spec: Any) -> Bounds:
@@ -36,53 +56,42 @@ def bounds(spec: Any) -> Bounds:
     )
 
 
-def _first(index: Mapping[Any, Any], key: tuple[str, str]) -> Any:
-    return next(iter(index.get(key, ())), None)
-
-
-async def tick(
-    memo: kopf.Memo, indexes: Mapping[str, Any], reranker: dict[str, Any], settings: OperatorSettings
-) -> bool:
+async def tick(memory: Memory, kube: Kube, http: httpx.AsyncClient, fleet: Fleet, settings: OperatorSettings) -> bool:
     """One look at the fleet; True when the Reranker's status should be written now."""
+    reranker, deployment = fleet.reranker, fleet.deployment
     meta = reranker["metadata"]
-    namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
-    spec, problems = conditions.validate(reranker.get("spec") or {}, settings.reranker_image)
-    deployment = _first(indexes["owned_deployments"], (namespace, name))
+    namespace, name = meta["namespace"], meta["name"]
+    spec, problems = validation.validate(reranker.get("spec") or {}, settings.reranker_image)
     if spec is None or problems or deployment is None or meta.get("deletionTimestamp"):
         return False
     current = int((deployment.get("spec") or {}).get("replicas") or 1)  # the API server defaults it to 1
-    pods = fleet_load.pod_targets(indexes["server_pods"].get((namespace, name), ()), spec.scheme)
-    registered = [e for e in indexes["registered_endpoints"].get((namespace, name), ())
-                  if not e["metadata"].get("deletionTimestamp")]  # fmt: skip
-    externals = fleet_load.endpoint_targets(registered)
-    sample, loads = await fleet_load.sample(memo.http, pods, externals, current, settings.scrape_timeout)
+    pods = fleet_load.pod_targets(fleet.pods, spec.scheme)
+    externals = fleet_load.endpoint_targets(fleet.registered)
+    sample, loads = await fleet_load.sample(http, pods, externals, current, settings.scrape_timeout)
     for target in externals:
         if (load := loads[target]) is not None:
             metrics.ENDPOINT_LOAD.labels(namespace, name, target.name).set(load)
     if failed := [t.url for t, load in loads.items() if load is None]:
         logger.info("%s/%s: could not read %s (no scale-down this tick)", namespace, name, ", ".join(failed))
-    scalers: dict[str, Scaler] = memo.scalers
-    scaler = scalers.setdefault(uid, Scaler())
-    decision = scaler.decide(time.monotonic(), current, sample, bounds(spec))
+    decision = memory.scaler.decide(time.monotonic(), current, sample, bounds(spec))
     _export(namespace, name, decision)
-    scaling: dict[str, dict[str, Any]] = memo.scaling
-    previous = scaling.get(uid) or {}
+    previous = memory.scaling or {}
     last_scale = previous.get("lastScale")
     if decision.changed:
         try:
-            await memo.kube.scale("Deployment", namespace, name, decision.replicas)
+            await kube.scale("Deployment", namespace, name, decision.replicas)
         except KubeError as exc:
             logger.error("%s/%s: scaling to %d failed: %s", namespace, name, decision.replicas, exc)
             return False
         message = f"scaled from {decision.current} to {decision.replicas}: {decision.reason}"
         logger.info("%s/%s: %s", namespace, name, message)
-        await post_event(memo.kube, reranker, "Scaling", message, kind="Normal")
-        last_scale = {"time": _now(), "from": decision.current, "to": decision.replicas, "reason": decision.reason}
-    scaling[uid] = status = _status(decision, last_scale)
-    written: dict[str, float] = memo.scaling_written
-    due = decision.changed or time.monotonic() - written.get(uid, -STATUS_INTERVAL) >= STATUS_INTERVAL
+        await post_event(kube, reranker, "Scaling", message, kind="Normal")
+        last_scale = {"time": clock.stamp(), "from": decision.current, "to": decision.replicas,
+                      "reason": decision.reason}  # fmt: skip
+    memory.scaling = status = _status(decision, last_scale)
+    due = decision.changed or time.monotonic() - memory.written >= STATUS_INTERVAL
     if due and status != previous:
-        written[uid] = time.monotonic()
+        memory.written = time.monotonic()
         return True
     return False
 
@@ -101,7 +110,3 @@ def _status(decision: Decision, last_scale: dict[str, Any] | None) -> dict[str, 
     if last_scale:
         status["lastScale"] = last_scale
     return status
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import endpoints
-from .models import RerankerSpec
-from .resources import FLEET_SIZE_KEY, Manifest, Owner, fleet_config_map_name, metadata, shares_rate_limits
+from reranker_operator.builders.common import FLEET_SIZE_KEY, Manifest, Owner, metadata
+from reranker_operator.builders.deployment import fleet_config_map_name, shares_rate_limits
+from reranker_operator.external import endpoints
+from reranker_operator.models import RerankerSpec
 
 
 def size(deployment: dict[str, Any] | None, registered: list[dict[str, Any]]) -> int:

@@ -6,29 +6,20 @@ the status written here through the RerankerEndpoint watch.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Any
 
 import httpx
 
 from reranker_contract.endpoint import EndpointSpec, lease_expired
-
-from . import endpoints, metrics
-from .conditions import Condition, render
-from .kube import Kube
-from .models import scheme_of
-from .probe import health_url, probe
+from reranker_operator import clock, metrics
+from reranker_operator.conditions import Condition, render
+from reranker_operator.external import endpoints
+from reranker_operator.external.probe import health_url, probe
+from reranker_operator.kube import Kube
+from reranker_operator.models import scheme_of
 
 logger = logging.getLogger(__name__)
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def probe_endpoint(
@@ -43,7 +34,7 @@ async def probe_endpoint(
     meta, spec = body["metadata"], EndpointSpec.from_manifest(body)
     namespace = meta["namespace"]
     previous = body.get("status") or {}
-    status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1), "lastProbeTime": _stamp(_now())}
+    status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1), "lastProbeTime": clock.stamp()}
     try:
         endpoints.address_type(spec.address)
         address_problem = None
@@ -57,7 +48,7 @@ async def probe_endpoint(
         state = endpoints.refused(
             "SchemeMismatch", f"serves {spec.scheme}, the Reranker's pods serve {fleet}: one Service, one scheme"
         )
-    elif spec.lease_name and lease_expired(await kube.get("Lease", namespace, spec.lease_name), _now()):
+    elif spec.lease_name and lease_expired(await kube.get("Lease", namespace, spec.lease_name), clock.now()):
         state = endpoints.refused("LeaseExpired", f"Lease {spec.lease_name} was not renewed: the server is gone")
     else:
         model = (reranker.get("spec") or {}).get("model") or {}
@@ -80,7 +71,7 @@ async def probe_endpoint(
         [Condition("Ready", state.ready, state.reason, state.message)],
         int(meta.get("generation", 1)),
         previous.get("conditions") or [],
-        _stamp(_now()),
+        clock.stamp(),
     )
     await kube.patch_status("RerankerEndpoint", namespace, meta["name"], status)
     return state

@@ -1,115 +1,31 @@
-"""Pure builders: a Reranker (spec + resolved profile) -> the manifests of its children.
-
-Nothing here talks to the API; ``kube`` sends what these return, by server-side apply.
-"""
+"""The server Deployment: its pods' environment, volumes, probes, placement and rollout."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract import server_env as env_names
 from reranker_contract.health import LIVE_PATH, READY_PATH
-
-from . import model_cache
-from .models import API_VERSION, KIND, RerankerSpec
-from .profiles import PROFILES, HardwareProfile, ProbeTiming
-
-MANAGED_BY = "reranker-operator"
-CONTAINER_PORT = 8000
-MODEL_CACHE_DIR = model_cache.MOUNT
-# Without a model cache claim: a writable emptyDir for hub downloads and ONNX graphs, away from
-# /models, where images keep the models baked into them (a volume there would hide them).
-SCRATCH_DIR = "/var/cache/reranker"
-POD_SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "runAsGroup": 10001,
-    "fsGroup": 10001,  # the model cache claim is writable by the loader, readable by the servers
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-API_KEYS_DIR = "/etc/reranker/api-keys"
-TLS_DIR = "/etc/reranker/tls"
-FLEET_DIR = "/etc/reranker/fleet"
-FLEET_SIZE_KEY = "size"
-# Variables the operator sets from spec fields; spec.env may not override them.
-RESERVED_ENV = env_names.RESERVED
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The Reranker that owns the children: they are garbage-collected with it."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-def selector_labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "reranker", "app.kubernetes.io/instance": name}
-
-
-def labels(name: str, hardware_class: str) -> dict[str, str]:
-    return selector_labels(name) | {
-        "app.kubernetes.io/component": "server",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "reranker.dev/hardware-class": hardware_class,
-    }
-
-
-def metadata(owner: Owner, name: str, hardware_class: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": labels(owner.name, hardware_class),
-        "ownerReferences": [owner.reference()],
-    }
-
-
-def loader_labels(name: str, hardware_class: str) -> dict[str, str]:
-    """The loader's pods: managed, but outside the Service's and the Deployment's selector."""
-    return labels(name, hardware_class) | {"app.kubernetes.io/name": "reranker-loader",
-                                           "app.kubernetes.io/component": "model-loader"}  # fmt: skip
-
-
-def _onnx_graphs(profile: HardwareProfile) -> model_cache.OnnxGraphs | None:
-    """The graphs the pods will run when they run ONNX Runtime (CPU pods, an engine that picks it, a
-    dtype it runs; DTYPE=auto compares int8 with float32 at start-up), within their memory limit
-    (the CPU profile's where they have none); None for pods that run PyTorch."""
-    runs_onnx = profile.engine in ("auto", "onnxruntime") and profile.dtype in ("auto", *env_names.ONNX_RUNTIME_DTYPES)
-    if profile.hardware_class != "cpu" or not runs_onnx:
-        return None
-    dtypes = ("float32",) if profile.dtype == "float32" else ("float32", "int8")
-    return model_cache.OnnxGraphs(dtypes, profile.limits.get("memory") or PROFILES["cpu"].limits["memory"])
-
-
-def model_cache_children(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, image: str, mode: model_cache.AccessMode
-) -> list[Manifest | None]:
-    """The claim (unless it exists already) and the Job that fills it, for this model and revision."""
-    model = spec.model
-    claim_meta = metadata(owner, model_cache.claim_name(owner.name, model), profile.hardware_class)
-    job_meta = metadata(owner, model_cache.job_name(owner.name, model), profile.hardware_class)
-    job_meta["labels"] = loader_labels(owner.name, profile.hardware_class)
-    job = model_cache.loader_job(job_meta, job_meta["labels"], owner.name, model, image, POD_SECURITY,
-                                 CONTAINER_SECURITY, _onnx_graphs(profile))  # fmt: skip
-    return [model_cache.pvc(claim_meta, model, mode), job]
+from reranker_operator.builders import model_cache
+from reranker_operator.builders.common import (
+    API_KEYS_DIR,
+    CONTAINER_PORT,
+    CONTAINER_SECURITY,
+    FLEET_DIR,
+    FLEET_SIZE_KEY,
+    MODEL_CACHE_DIR,
+    POD_SECURITY,
+    RESERVED_ENV,
+    SCRATCH_DIR,
+    TLS_DIR,
+    Manifest,
+    Owner,
+    labels,
+    metadata,
+    selector_labels,
+)
+from reranker_operator.models import RerankerSpec
+from reranker_operator.profiles import HardwareProfile, ProbeTiming
 
 
 def _probe(path: str, timing: ProbeTiming, scheme: str) -> dict[str, Any]:
@@ -341,144 +257,4 @@ def deployment(
         "kind": "Deployment",
         "metadata": metadata(owner, owner.name, profile.hardware_class),
         "spec": deploy_spec,
-    }
-
-
-def service(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(owner, owner.name, profile.hardware_class),
-        "spec": {
-            "type": spec.service.type,
-            "selector": selector_labels(owner.name),
-            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-
-
-def _pods_metric(name: str, average: int) -> dict[str, Any]:
-    return {
-        "type": "Pods",
-        "pods": {"metric": {"name": name}, "target": {"type": "AverageValue", "averageValue": str(average)}},
-    }
-
-
-# Used when the cluster serves none of the request metrics and the profile scales on no CPU.
-FALLBACK_CPU_UTILIZATION = 70
-
-
-def hpa(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, served_metrics: frozenset[str] = frozenset()
-) -> Manifest | None:
-    """``served_metrics``: the pod metrics the cluster's custom-metrics API serves. An HPA naming a
-    metric nobody serves reports it invalid and then never scales down, so only served ones go in;
-    with none, it scales on CPU."""
-    if not spec.autoscaling.enabled or spec.autoscaling.engine != "hpa":
-        return None
-    wanted = [("reranker_requests_in_progress", profile.target_in_progress_requests),
-              ("reranker_queue_depth", profile.target_queue_depth)]  # fmt: skip
-    metrics: list[dict[str, Any]] = [
-        _pods_metric(name, target) for name, target in wanted if target is not None and name in served_metrics
-    ]
-    cpu = profile.target_cpu_utilization or (None if metrics else FALLBACK_CPU_UTILIZATION)
-    if cpu is not None:
-        metrics.append(
-            {
-                "type": "Resource",
-                "resource": {
-                    "name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": cpu},
-                },
-            }
-        )
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(owner, owner.name, profile.hardware_class),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
-            "minReplicas": spec.replicas.min,
-            "maxReplicas": spec.replicas.max,
-            "metrics": metrics,
-            "behavior": profile.scale_behavior,
-        },
-    }
-
-
-LOAD_METRICS = ("reranker_requests_in_progress", "reranker_queue_depth")
-
-
-def load_query(owner: Owner) -> str:
-    """PromQL: requests in progress + queued over the Reranker's pods (Deployment pod names:
-    <name>-<template hash>-<5 chars>, so another Reranker named <name>-x never matches)."""
-    names = "|".join(LOAD_METRICS)
-    pods = f"{owner.name}-[a-z0-9]+-[a-z0-9]{{5}}"
-    return f'sum({{__name__=~"{names}",namespace="{owner.namespace}",pod=~"{pods}"}})'
-
-
-def scaled_object(owner: Owner, spec: RerankerSpec, profile: HardwareProfile, server_address: str) -> Manifest:
-    """The keda engine: KEDA's HPA scales on the same load the operator engine reads, via Prometheus."""
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": metadata(owner, owner.name, profile.hardware_class),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
-            "minReplicaCount": spec.replicas.min,
-            "maxReplicaCount": spec.replicas.max,
-            "pollingInterval": 15,
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": profile.scale_behavior}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": server_address,
-                        "query": load_query(owner),
-                        "threshold": str(profile.target_in_progress_requests),
-                    },
-                }
-            ],
-        },
-    }
-
-
-def pdb(owner: Owner, spec: RerankerSpec, profile: HardwareProfile) -> Manifest | None:
-    """Only with two or more replicas: a PDB on one replica would block node drains forever."""
-    if spec.replicas.min < 2:
-        return None
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": metadata(owner, owner.name, profile.hardware_class),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
-    }
-
-
-def service_url(owner: Owner, spec: RerankerSpec) -> str:
-    return f"{spec.scheme}://{owner.name}.{owner.namespace}.svc:{spec.service.port}"
-
-
-def network_policy(
-    owner: Owner, spec: RerankerSpec, profile: HardwareProfile, operator_namespace: str | None
-) -> Manifest | None:
-    """Only the listed peers, and the operator's namespace (probes, metrics), reach the pods."""
-    if spec.network_policy is None:
-        return None
-    peers = [
-        {k: v for k, v in {"namespaceSelector": p.namespace_selector, "podSelector": p.pod_selector}.items() if v}
-        for p in spec.network_policy.allow_from
-    ]
-    if operator_namespace:
-        peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}}})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, owner.name, profile.hardware_class),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner.name)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}],
-        },
     }

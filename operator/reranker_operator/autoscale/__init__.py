@@ -1,0 +1,2 @@
+"""The ``operator`` autoscaling engine: read the fleet's load (``fleet_load``), decide
+(``decision``, pure), and set the Deployment's replicas (``loop``)."""
