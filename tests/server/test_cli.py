@@ -66,6 +66,16 @@ def test_a_taken_port_is_said_before_the_model_loads() -> None:
     print(f"refused in {took:.1f}s")
 
 
+def test_the_seeds_max_retries_is_accepted_and_said_to_be_ignored() -> None:
+    with socket.socket() as taken:  # the port is taken: the process ends right after reading its settings
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said, unset = run_server(env={"PORT": port, "MAX_RETRIES": "5"}), run_server(env={"PORT": port})
+    assert "MAX_RETRIES=5 is accepted and ignored" in said.stderr
+    assert "MAX_RETRIES" not in unset.stderr
+
+
 @pytest.mark.slow
 def test_a_model_that_cannot_load_ends_the_process(tmp_path: Path) -> None:
     termination_log = tmp_path / "termination-log"

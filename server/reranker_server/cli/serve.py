@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValidationError as exc:
         raise fail("\n".join(f"reranker-server: {line}" for line in settings_errors(exc)), code=2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.max_retries is not None:
+        logger.warning("MAX_RETRIES=%d is accepted and ignored: clients retry a 429/503 after its Retry-After",
+                       settings.max_retries)  # fmt: skip
     sock = listen(settings.host, settings.port)
     app = create_app(settings)
     config = uvicorn.Config(

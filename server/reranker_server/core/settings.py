@@ -85,7 +85,12 @@ class Settings(BaseSettings):
     max_chunks_per_doc: int = Field(10, ge=1, description="Most windows scored per document when chunking.")
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body (413).")
     worker_timeout: float = Field(120.0, gt=0, description="Seconds a request may take before 504.")
-    max_retries: int = Field(3, ge=0, description="Retries the bundled client makes on 429/503.")
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="Accepted for the seed's deployments and ignored: the server retries nothing itself "
+        "(clients retry a 429/503 after its Retry-After; the bundled client's max_retries is its own argument).",
+    )
     shutdown_delay: float = Field(
         0.0, ge=0, description="Seconds /ready reports draining on SIGTERM before the listener closes."
     )
