@@ -7,7 +7,7 @@
 (d) the machine's matrix-multiply rate, and each run's achieved FLOP/s as a fraction of it;
 plus a soak at concurrency 16 (float32, then int8) that samples the server's resident memory.
 
-    python benchmarks/run_benchmark.py [--write benchmarks/RESULTS.md]
+    python benchmarks/run_benchmark.py [--write benchmarks/results/<date>-<what>.md]
     python benchmarks/run_benchmark.py --llm   # (e) only: an LLM reranker against the model card's loop
 
 (f) our server with DTYPE=int8 on both engines, and (g) Infinity (`infinity-emb`, torch engine)
@@ -461,7 +461,8 @@ def main() -> None:
     for _ in range(args.rounds):
         measure("(f) reranker-server over HTTP, DTYPE=int8, ENGINE=pytorch, c=4", torch_int8.url, 4)
     torch_int8.stop()
-    # Infinity's optimum (ONNX) engine is not among them: RESULTS.md says why it can't be installed here
+    # Infinity's optimum (ONNX) engine is not among them: it can't be installed here
+    # (benchmarks/results/2026-11-26-5-int8-and-infinity.md says why)
     peer_dtypes = ["float32", "int8"] + (["bfloat16"] if cpu_has_native_bf16() else [])
     if INFINITY_BIN.exists():
         for dtype in peer_dtypes:

@@ -68,7 +68,7 @@ def test_cpu_quota_rounds_a_cgroup_v2_quota_up(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("machine", "flags", "bf16", "reduced"),
     [
-        ("x86_64", "fpu avx2 fma", False, True),  # AMD EPYC of benchmarks/RESULTS.md: no VNNI
+        ("x86_64", "fpu avx2 fma", False, True),  # the AMD EPYC of the 2026-11 runs: no VNNI
         ("x86_64", "avx2 avx512f avx512_vnni", False, False),  # Cascade Lake
         ("x86_64", "avx2 avx512_vnni avx512_bf16 amx_bf16 amx_int8", True, False),  # Sapphire Rapids
         ("x86_64", "avx2 avx_vnni", False, False),  # Alder Lake

@@ -343,7 +343,7 @@ def test_going_idle_gives_the_arena_back(minilm_cross_dir: Path) -> None:
 def test_the_session_plans_no_memory_patterns(minilm_cross_dir: Path) -> None:
     """Memory patterns (one planned block per input shape) grew the server's RSS by ~80 MiB long
     after warm-up under a steady soak; the soaks that show it take minutes, so this checks that the
-    setting reaches the session (benchmarks/RESULTS.md has the soaks)."""
+    setting reaches the session (docs/design/cpu-engine.md has the soaks)."""
     backend = OnnxRuntimeBackend(inspect(str(minilm_cross_dir), None), "float32")
     assert backend._session.get_session_options().enable_mem_pattern is False
 

@@ -27,19 +27,9 @@ from reranker_server.serving.heap import return_freed_heap
 
 logger = logging.getLogger(__name__)
 
-# A batch only grows while at least this share of its padded tokens are real. On CPUs a padded
-# token costs as much as a real one, and a smaller, fuller batch is as efficient per token:
-# measured with benchmarks/run_benchmark.py, 0.75 left the server at 0.83x of the in-process
-# baseline at concurrency 4, 0.9 brought it to 0.91-0.94x. Re-measured on ONNX Runtime, short
-# pairs (45 tokens), c=4: 0.7 / 0.8 / 0.9 / 0.95 gave 0.93 / 1.06 / 1.15 / 1.11x of the baseline
-# (fewer, emptier batches against more, smaller ones), so 0.9 stays.
+# A batch grows only while this share of its padded tokens is real (docs/design/cpu-engine.md#decisions).
 MIN_FILL = 0.9
-# Freed heap goes back to the OS (malloc_trim) once the queue has stayed empty this long. At every
-# drain it cost the PyTorch engine 12% at concurrency 1 (pages faulted in again per request); after
-# a quiet second nothing measurable (c=1, interleaved medians: PyTorch 60.9 vs 63.3 pairs/s over 4
-# rounds, ONNX Runtime 1.01x over 3). Two seconds after a concurrency-16 burst RSS was 495 instead
-# of 963 MiB on PyTorch, 699 instead of ~810 on a first-start ONNX Runtime server (MiniLM-L6,
-# benchmarks/startup_memory.py).
+# Freed heap goes back to the OS once the queue has been empty this long (docs/design/cpu-engine.md#decisions).
 HEAP_TRIM_AFTER = 1.0
 
 

@@ -1,13 +1,8 @@
 """ONNX Runtime backend: encoder checkpoints on CPUs, float32 or int8.
 
-The checkpoint's graph comes from ``onnx_export`` (exported and fused by ``onnx_fusion`` at the
-first start, then cached on disk) and runs in one InferenceSession. Why, on the 2-core AMD EPYC
-VM of benchmarks/RESULTS.md (onnxruntime 1.32, torch 2.13): the whole forward pass is one C++
-call that releases the GIL, where eager torch takes it back after every kernel; in the server the
-two compute threads then used 1.85 cores instead of 1.56, and short pairs (45 tokens) went from
-0.82x to 1.05x of the in-process CrossEncoder.predict rate (1.07x with the fused graph). On
-141-token pairs, where the GEMMs dominate, the plain export was level with torch, the fused graph
-1.07x. Its int8 is faster than torch's (1.54x vs 1.07x of predict on short pairs).
+The checkpoint's graph comes from ``export`` (exported and fused by ``fusion`` at the first start,
+then cached on disk) and runs in one InferenceSession: the forward pass is one C++ call that
+releases the GIL (docs/design/cpu-engine.md#decisions).
 """
 
 from __future__ import annotations
@@ -40,13 +35,7 @@ def session_options(threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
-    # No memory patterns: ORT plans one block per input shape, and the server's shapes (pairs x
-    # longest) rarely repeat, so the plan is seldom reused while its blocks fragment the arena,
-    # which then grows by another ~80 MiB long after warm-up: int8 soaks at c=16 grew 10.0%,
-    # 10.1%, 18.0% and 1.0% with them, 0.1%, 0.1%, 0.3% and 0.5% without; float32 0.3%.
-    # Pairs/s without, server over HTTP, c=4, two servers interleaved (AMD EPYC VM): short
-    # pairs int8 1.12x, float32 0.94x and 1.01x; 141-token int8 0.99x, float32 0.97x
-    # (benchmarks/RESULTS.md): within this VM's noise.
+    # no memory patterns: the server's batch shapes rarely repeat, and their blocks fragment the arena
     options.enable_mem_pattern = False
     # Idle intra-op threads sleep instead of spinning: spinning took the cores the tokenizer and the
     # event loop need between forward passes, for no faster forward (docs/performance.md).
@@ -59,10 +48,8 @@ def session_options(threads: int | None) -> Any:
 def open_session(path: Path, options: Any) -> Any:
     """An InferenceSession on the CPU that keeps the residual Add + LayerNorm as two kernels.
 
-    onnx_fusion leaves them unfused, and ONNX Runtime would fuse them again at load: its
-    SkipLayerNormalization (1.32) took 1.3 ms where Add + LayerNormalization took 0.33 on
-    [1000, 384], and without it whole batches ran 5-9% (float32) and 7% (int8) faster on the AMD
-    EPYC VM (MiniLM-L6, 20 x 50 and 32 x 150 tokens, interleaved; benchmarks/RESULTS.md).
+    ``fusion`` leaves them unfused, and ONNX Runtime would fuse them again at load, slower
+    (docs/design/cpu-engine.md#decisions).
     """
     import onnxruntime as ort
 
@@ -90,10 +77,7 @@ class OnnxRuntimeBackend(Backend):
             path = graph_for(checkpoint, dtype, cache_dir)
             self._session = open_session(path, options)
         self._inputs = [i.name for i in self._session.get_inputs()]
-        # The arena keeps every chunk its largest batch needed. Shrinking after every run kept RSS at
-        # ~160 MiB but cost ~6% of throughput (pages faulted in again per batch), so the arena
-        # shrinks when the queue drains: one burst of 141-token batches took RSS 491 -> 185 MiB
-        # (benchmarks/RESULTS.md).
+        # the arena shrinks when the queue drains, not after every batch (docs/design/cpu-engine.md#decisions)
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         one_token = {"input_ids": np.zeros((1, 1), np.int64), "attention_mask": np.ones((1, 1), np.int64),

@@ -5,12 +5,10 @@ size, mtime), the model kind and head, the opset, and the exporter's and quantiz
 It lives in ``<cache>/<model>-<key>/model.onnx``, written into a scratch directory first and
 renamed into place, so a crash never leaves a half-written graph; a second process making the
 same graph waits for the first, and a try that was killed is not repeated (``graph_lock``). The
-float32 graph is exported, then fused (``onnx_fusion``); int8 is quantized from the float32
+float32 graph is exported, then fused (``fusion``); int8 is quantized from the float32
 graph, so ``DTYPE=auto`` (which measures both on CPUs without native bf16) exports once, and a
 restarted container whose cache survived (an emptyDir at ``$HF_HOME``, the pod's own) exports
-nothing. Measured on the 2-core AMD EPYC VM of benchmarks/RESULTS.md, all-MiniLM-L6-v2 with
-DTYPE=auto, start to ready: 15.7 s when every start exported twice, 18-20 s on a first start now
-(export, fusions, int8), 7-8 s from the cache.
+nothing.
 """
 
 from __future__ import annotations

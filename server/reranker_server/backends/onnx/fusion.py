@@ -4,12 +4,7 @@ The exporter writes attention as a dozen small ops per layer; ONNX Runtime's off
 (``onnxruntime.transformers.optimizer``, model type ``bert``: BERT, RoBERTa, XLM-R and their
 kin) folds them into one ``Attention`` kernel per layer (with the Q, K and V projections as one
 GEMM), the embeddings into ``EmbedLayerNormalization`` and bias + GELU into ``BiasGelu`` (not
-residual + LayerNorm into ``SkipLayerNormalization``: slower, see onnx_backend). On the 2-core
-AMD EPYC VM of benchmarks/RESULTS.md (MiniLM-L6 cross-encoder) ONNX Runtime's kernel time for
-batches of 32 pairs at ~60 and ~196 tokens fell 1.3x in float32 and 1.4x in int8 (with
-SkipLayerNormalization, which a later measurement took out); the server at concurrency 4 on
-141-token pairs ran 1.09x and 1.22x faster. On a 560M-parameter XLM-R, where the GEMMs dominate,
-it gained nothing. The patterns are the eager attention's, so the export uses transformers' eager
+residual + LayerNorm into ``SkipLayerNormalization``: slower, see ``backend``). What they gained, and on which models: docs/design/cpu-engine.md#decisions. The patterns are the eager attention's, so the export uses transformers' eager
 attention (its sdpa one also exports a NaN guard, ``Where(IsNaN)`` over every score, that alone
 took 12-15% of the time).
 
