@@ -4,9 +4,10 @@ The exporter writes attention as a dozen small ops per layer; ONNX Runtime's off
 (``onnxruntime.transformers.optimizer``, model type ``bert``: BERT, RoBERTa, XLM-R and their
 kin) folds them into one ``Attention`` kernel per layer (with the Q, K and V projections as one
 GEMM), the embeddings into ``EmbedLayerNormalization`` and bias + GELU into ``BiasGelu`` (not
-residual + LayerNorm into ``SkipLayerNormalization``: slower, see ``backend``). What they gained, and on which models: docs/design/cpu-engine.md#decisions. The patterns are the eager attention's, so the export uses transformers' eager
-attention (its sdpa one also exports a NaN guard, ``Where(IsNaN)`` over every score, that alone
-took 12-15% of the time).
+residual + LayerNorm into ``SkipLayerNormalization``: slower, see ``backend``); what they gained,
+and on which models: docs/design/cpu-engine.md#decisions. The patterns are the eager attention's,
+so the export uses transformers' eager attention (its sdpa one also exports a NaN guard,
+``Where(IsNaN)`` over every score, that alone took 12-15% of the time).
 
 A graph the fusions don't fit (another architecture) comes out unchanged or partly fused; either
 way the fused graph is run next to the unfused one on ragged batches and kept only if their rows
