@@ -128,6 +128,11 @@ class PrinterColumn:
         return column | {"jsonPath": self.json_path}
 
 
+def condition_column(kind: str, field: str) -> str:
+    """A printer column's path to one field of the condition of type ``kind``."""
+    return f'.status.conditions[?(@.type=="{kind}")].{field}'
+
+
 @dataclass(frozen=True)
 class CrdInfo:
     kind: str

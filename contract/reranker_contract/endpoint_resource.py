@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import ENDPOINT_KIND, ENDPOINT_PLURAL
-from .crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition
+from .crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, condition_column
 from .endpoint import DEFAULT_PORT
 
 _DEFAULT: dict[str, Any] = {CRD_DEFAULT: True}
@@ -66,10 +66,6 @@ class RerankerEndpointStatus(_Resource):
     )
 
 
-def _ready(field: str) -> str:
-    return f'.status.conditions[?(@.type=="Ready")].{field}'
-
-
 CRD_INFO = CrdInfo(
     kind=ENDPOINT_KIND,
     plural=ENDPOINT_PLURAL,
@@ -79,8 +75,8 @@ CRD_INFO = CrdInfo(
     columns=(
         PrinterColumn("Reranker", ".spec.rerankerRef.name"),
         PrinterColumn("Address", ".spec.address"),
-        PrinterColumn("Ready", _ready("status")),
-        PrinterColumn("Reason", _ready("reason")),
+        PrinterColumn("Ready", condition_column("Ready", "status")),
+        PrinterColumn("Reason", condition_column("Ready", "reason")),
         PrinterColumn("Backend", ".status.backend"),
         PrinterColumn("Latency", ".status.latencyMs"),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reranker_contract.api import API_VERSION, GROUP, RERANKER_KIND, RERANKER_PLURAL, VERSION
-from reranker_contract.crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, rules
+from reranker_contract.crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, condition_column, rules
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "RerankerSpec"]
 PLURAL = RERANKER_PLURAL
@@ -388,10 +388,6 @@ class RerankerStatus(_CamelModel):
     )
 
 
-def _condition(kind: str, field: str) -> str:
-    return f'.status.conditions[?(@.type=="{kind}")].{field}'
-
-
 CRD_INFO = CrdInfo(
     kind=KIND,
     plural=PLURAL,
@@ -402,14 +398,14 @@ CRD_INFO = CrdInfo(
     columns=(
         PrinterColumn("Model", ".spec.model.name"),
         PrinterColumn("Class", ".spec.hardwareClass"),
-        PrinterColumn("Ready", _condition("Ready", "status")),
-        PrinterColumn("Degraded", _condition("Degraded", "reason"),
+        PrinterColumn("Ready", condition_column("Ready", "status")),
+        PrinterColumn("Degraded", condition_column("Degraded", "reason"),
                       description="Why the Reranker is degraded (AsExpected when it is not)"),
         PrinterColumn("Replicas", ".status.replicaSummary"),
         PrinterColumn("Load", ".status.autoscaling.load"),
         PrinterColumn("Cache", ".status.modelCache.summary"),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
-        PrinterColumn("Message", _condition("Degraded", "message"), priority=1,
+        PrinterColumn("Message", condition_column("Degraded", "message"), priority=1,
                       description="What is wrong, in the words of whoever said it (kubectl get -o wide)"),
     ),
 )  # fmt: skip

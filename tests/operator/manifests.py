@@ -49,3 +49,13 @@ def validate_any(manifest: dict[str, Any]) -> None:
         validate_custom(manifest)
     else:
         validate_builtin(manifest)
+
+
+def desired_children(owner: Any, spec: Any, image: str = "img", **fields: Any) -> dict[tuple[str, str], Any]:
+    """What the builders want for ``spec`` (its profile resolved), with ``fields`` of BuildInput over the defaults."""
+    from reranker_operator import profiles
+    from reranker_operator.builders.children import BuildInput
+    from reranker_operator.builders.children import desired_children as build
+
+    fields.setdefault("profile", profiles.resolve(spec))
+    return build(BuildInput(owner=owner, spec=spec, image=image, **fields))

@@ -10,9 +10,9 @@ import pytest
 from reranker_operator import cluster, profiles
 from reranker_operator.autoscale import fleet_load
 from reranker_operator.autoscale.decision import Bounds, Sample, Scaler
-from reranker_operator.builders import children as child_builders
 from reranker_operator.builders import common, scaling
 from reranker_operator.models import RerankerSpec
+from tests.operator.manifests import desired_children
 
 OWNER = common.Owner(name="search", namespace="rag", uid="u1")
 # the cpu profile's behavior: up 100% per 30 s at once; down 50% per minute after 5 minutes
@@ -133,18 +133,7 @@ def spec(**autoscaling: Any) -> RerankerSpec:
 
 
 def kinds(s: RerankerSpec, facts: cluster.ClusterFacts) -> dict[str, Any]:
-    built = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=s,
-            profile=profiles.resolve(s),
-            image="img",
-            default_redis_url=None,
-            registered=[],
-            operator_namespace=None,
-            cluster=facts,
-        )
-    )
+    built = desired_children(OWNER, s, cluster=facts)
     return {kind: m for (kind, _), m in built.items()}
 
 

@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from reranker_operator import cluster, conditions, profiles, validation
-from reranker_operator.builders import children as child_builders
 from reranker_operator.builders import common, network
 from reranker_operator.models import RerankerSpec
 from reranker_operator.profiles import HardwareProfile
-from tests.operator.manifests import validate_builtin
+from tests.operator.manifests import desired_children, validate_builtin
 
 OWNER = common.Owner(name="search", namespace="rag", uid="1234-5678")
 
@@ -35,17 +34,13 @@ def children(
     served: frozenset[str] = ADAPTER,
 ) -> dict[str, Any]:
     """The desired children named like the Reranker, by kind (None: must not exist)."""
-    desired = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=s,
-            profile=profile or profiles.resolve(s),
-            image=image,
-            default_redis_url=redis,
-            registered=[],
-            operator_namespace=None,
-            cluster=cluster.ClusterFacts(served),
-        )
+    desired = desired_children(
+        OWNER,
+        s,
+        profile=profile or profiles.resolve(s),
+        image=image,
+        default_redis_url=redis,
+        cluster=cluster.ClusterFacts(served),
     )
     kinds = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
     return {kind: desired.get((kind, OWNER.name)) for kind in kinds}
@@ -311,17 +306,7 @@ def test_api_keys_and_tls_come_from_mounted_secrets() -> None:
 def test_network_policy_admits_the_peers_and_the_operator() -> None:
     s = spec(networkPolicy={"allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "search"}}},
                                           {"podSelector": {"matchLabels": {"app": "rag-api"}}}]})  # fmt: skip
-    policy = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=s,
-            profile=profiles.resolve(s),
-            image="img",
-            default_redis_url=None,
-            registered=[],
-            operator_namespace="reranker-system",
-        )
-    )[("NetworkPolicy", OWNER.name)]
+    policy = desired_children(OWNER, s, operator_namespace="reranker-system")[("NetworkPolicy", OWNER.name)]
     validate_builtin(policy)
     assert policy["spec"]["podSelector"]["matchLabels"] == common.selector_labels(OWNER.name)
     peers = policy["spec"]["ingress"][0]["from"]
@@ -329,13 +314,4 @@ def test_network_policy_admits_the_peers_and_the_operator() -> None:
     assert {"podSelector": {"matchLabels": {"app": "rag-api"}}} in peers
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "reranker-system"}}} in peers
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
-    assert ("NetworkPolicy", OWNER.name) not in child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=spec(),
-            profile=profiles.resolve(spec()),
-            image="img",
-            default_redis_url=None,
-            registered=[],
-        )
-    )
+    assert ("NetworkPolicy", OWNER.name) not in desired_children(OWNER, spec())

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from reranker_operator import cluster, conditions, ownership, profiles, validation
-from reranker_operator.builders import children as child_builders
+from reranker_operator import cluster, conditions, ownership, validation
 from reranker_operator.builders import common, model_cache
 from reranker_operator.models import RerankerSpec
-from tests.operator.manifests import validate_builtin
+from tests.operator.manifests import desired_children, validate_builtin
 
 OWNER = common.Owner(name="search", namespace="rag", uid="1234-5678")
 EFS = cluster.ClusterFacts(
@@ -27,19 +26,7 @@ def spec(cache: dict[str, Any] | None = None, **model: Any) -> RerankerSpec:
 
 
 def desired(s: RerankerSpec, facts: cluster.ClusterFacts = EFS, live: dict[Any, Any] | None = None) -> dict[str, Any]:
-    built = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=s,
-            profile=profiles.resolve(s),
-            image="img:1",
-            default_redis_url=None,
-            registered=[],
-            operator_namespace=None,
-            cluster=facts,
-            live=live or {},
-        )
-    )
+    built = desired_children(OWNER, s, image="img:1", cluster=facts, live=live or {})
     for manifest in built.values():
         validate_builtin(manifest)
     return {kind: m for (kind, _), m in built.items()}
@@ -153,18 +140,7 @@ def test_without_a_cache_pods_download_themselves_with_the_token() -> None:
 def test_jobs_and_claims_are_created_once_then_left_alone() -> None:
     """A Job's template is immutable: re-applying a changed one (a new image) would be refused."""
     s = spec({"size": "1Gi"})
-    built = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=s,
-            profile=profiles.resolve(s),
-            image="img:2",
-            default_redis_url=None,
-            registered=[],
-            operator_namespace=None,
-            cluster=EFS,
-        )
-    )
+    built = desired_children(OWNER, s, image="img:2", cluster=EFS)
     job_key = ("Job", model_cache.job_name(OWNER.name, s.model))
     live = {job_key: {"metadata": {"name": job_key[1]}, "spec": {"template": {"image": "img:1"}}}}
     todo = ownership.plan(built, live, OWNER.uid)

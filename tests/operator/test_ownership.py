@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reranker_operator import ownership, profiles
-from reranker_operator.builders import children as child_builders
+from reranker_operator import ownership
+from reranker_operator.builders.children import ChildKey
 from reranker_operator.builders.common import Owner
 from reranker_operator.models import RerankerSpec
+from tests.operator.manifests import desired_children
 
 OWNER = Owner(name="fleet", namespace="search", uid="u-1")
 SPEC = RerankerSpec.model_validate({"model": {"name": "m"}, "replicas": {"min": 2, "max": 4}})
@@ -24,17 +25,8 @@ def endpoint(name: str, address: str, ready: bool | None, reason: str = "Healthy
     }
 
 
-def desired(registered: list[dict[str, Any]] | None = None) -> dict[child_builders.ChildKey, dict[str, Any]]:
-    return child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=SPEC,
-            profile=profiles.resolve(SPEC),
-            image="img",
-            default_redis_url=None,
-            registered=registered or [],
-        )
-    )
+def desired(registered: list[dict[str, Any]] | None = None) -> dict[ChildKey, dict[str, Any]]:
+    return desired_children(OWNER, SPEC, registered=registered or [])
 
 
 def test_without_endpoints_three_children() -> None:
@@ -116,16 +108,7 @@ def test_an_endpoint_joins_only_a_fleet_of_its_scheme() -> None:
     plain = [m for (kind, _), m in desired([https_mini]).items() if kind == "EndpointSlice"]
     assert plain == []  # an http fleet's clients would speak http to it
     tls_spec = RerankerSpec.model_validate({"model": {"name": "m"}, "tls": {"secretName": "t"}})
-    tls = child_builders.desired_children(
-        child_builders.BuildInput(
-            owner=OWNER,
-            spec=tls_spec,
-            profile=profiles.resolve(tls_spec),
-            image="img",
-            default_redis_url=None,
-            registered=[https_mini],
-        )
-    )
+    tls = desired_children(OWNER, tls_spec, registered=[https_mini])
     assert [kind for kind, _ in tls].count("EndpointSlice") == 2
 
 
