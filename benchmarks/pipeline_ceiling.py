@@ -8,11 +8,14 @@ tokenization, batching, padding, the event loop. Side by side, on the same cores
 - the server over HTTP at each concurrency, driven by a load generator that costs little CPU
   (pre-built request bytes on keep-alive sockets); it shares the cores, so its own CPU seconds
   are reported, and the server's pairs per server-CPU-second beside the pairs per second;
+- with ``--processes 1,2``, the same cores shared by that many server processes (one port each,
+  the clients spread over them, as a Service spreads them over pods on one node): whether the
+  pipeline's Python (HTTP, JSON, the event loop) holds a process back where two would not;
 - with ``--profile`` (needs py-spy), where the server's time goes: its busiest functions by samples.
 
     python benchmarks/pipeline_ceiling.py [--cores 1,2] [--concurrency 4,16,32] [--seconds 15]
                                           [--documents 32] [--doc-tokens 130] [--profile]
-                                          [--server-env NAME=VALUE ...] [--write FILE]
+                                          [--server-env NAME=VALUE ...] [--processes 1,2] [--write FILE]
 
 Each figure is one run on one machine: compare ratios within a run, never across machines.
 """
@@ -56,7 +59,7 @@ def request_bytes(port: int, bodies: list[bytes]) -> list[bytes]:
 
 
 async def _client(port: int, requests: list[bytes], start: int, deadline: float, latencies: list[float]) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the Host header names ports[0]: not read
     failures, index = 0, start
     try:
         while time.monotonic() < deadline:
@@ -76,9 +79,10 @@ async def _client(port: int, requests: list[bytes], start: int, deadline: float,
     return failures
 
 
-def generate_load(port: int, bodies_file: Path, concurrency: int, seconds: float) -> dict[str, Any]:
-    """``concurrency`` keep-alive clients for ``seconds``; latencies and this process's CPU seconds."""
-    requests = request_bytes(port, [line.encode() for line in bodies_file.read_text().splitlines()])
+def generate_load(ports: list[int], bodies_file: Path, concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` keep-alive clients for ``seconds``, spread over ``ports``; latencies and this
+    process's CPU seconds."""
+    requests = request_bytes(ports[0], [line.encode() for line in bodies_file.read_text().splitlines()])
     latencies: list[float] = []
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -86,7 +90,7 @@ def generate_load(port: int, bodies_file: Path, concurrency: int, seconds: float
     async def main() -> list[int]:
         deadline = time.monotonic() + seconds
         step = max(1, len(requests) // concurrency)
-        return await asyncio.gather(*(_client(port, requests, i * step, deadline, latencies)
+        return await asyncio.gather(*(_client(ports[i % len(ports)], requests, i * step, deadline, latencies)
                                       for i in range(concurrency)))  # fmt: skip
 
     failures = sum(asyncio.run(main()))
@@ -163,6 +167,7 @@ def profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
 @dataclass
 class Row:
     cores: str
+    processes: int
     concurrency: int
     pairs_per_s: float
     p50_ms: float
@@ -177,7 +182,8 @@ class Row:
     def line(self) -> str:
         ratio = self.pairs_per_s / self.tokenizer_pairs_per_s
         cells = [
-            self.cores, str(self.concurrency), f"{self.pairs_per_s:,.0f}", f"{self.p50_ms:.0f}", f"{self.p99_ms:.0f}",
+            self.cores, str(self.processes), str(self.concurrency), f"{self.pairs_per_s:,.0f}", f"{self.p50_ms:.0f}",
+            f"{self.p99_ms:.0f}",
             f"{self.server_cpu_ms_per_pair:.3f}", f"{self.server_pairs_per_cpu_s:,.0f}",
             f"{self.forward_ms_per_pair:.3f}", f"{self.mean_batch:.1f}", f"{self.load_cpu_share:.2f}",
             f"{self.tokenizer_pairs_per_s:,.0f}", f"{ratio:.2f}x",
@@ -185,14 +191,19 @@ class Row:
         return "| " + " | ".join(cells) + " |"
 
 
-HEADER = ("| cores | c | pairs/s | p50 ms | p99 ms | server CPU ms/pair | pairs per server CPU-s | forward ms/pair "
-          "| mean batch | load gen CPU | tokenizer pairs/s | server / tokenizer |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+HEADER = ("| cores | servers | c | pairs/s | p50 ms | p99 ms | server CPU ms/pair | pairs per server CPU-s "
+          "| forward ms/pair | mean batch | load gen CPU | tokenizer pairs/s | server / tokenizer |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
 
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def _cores(cpu_set: str) -> int:
+    return sum(int(b) - int(a) + 1 if "-" in part else 1
+               for part in cpu_set.split(",") for a, _, b in [part.partition("-")])  # fmt: skip
 
 
 def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[list[Row], list[str]]:
@@ -202,29 +213,45 @@ def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[li
     rows, notes = [], []
     for cores in args.cores:
         rate = json.loads(_self(["--tokenizer", str(model_dir)], cores, workload_file=bodies))["rate"]
-        server = PinnedServer(model_dir, cores, dict(args.server_env))
-        try:
-            _self(["--load", str(server.port), "8", "3"], cores, workload_file=bodies)  # warm-up
-            for concurrency in args.concurrency:
-                cpu_before, before = cpu_seconds(server.proc.pid), server.counters()
-                load = json.loads(_self(["--load", str(server.port), str(concurrency), str(args.seconds)], cores,
-                                        workload_file=bodies))  # fmt: skip
-                server_cpu = cpu_seconds(server.proc.pid) - cpu_before
-                done = {k: v - before[k] for k, v in server.counters().items()}
-                pairs = len(load["latencies"]) * args.documents
-                batched = max(done["reranker_batch_size_sum"], 1)
-                rows.append(Row(cores, concurrency, pairs / load["elapsed"], 1000 * _percentile(load["latencies"], 50),
-                                1000 * _percentile(load["latencies"], 99), 1000 * server_cpu / max(pairs, 1),
-                                pairs / max(server_cpu, 1e-9), 1000 * done["reranker_forward_seconds_sum"] / batched,
-                                batched / max(done["reranker_batch_size_count"], 1), load["cpu"] / load["elapsed"],
-                                rate))  # fmt: skip
-                if load["failures"]:
-                    notes.append(f"cores {cores}, c={concurrency}: {load['failures']} answers were not 200")
-            if args.profile:
-                notes += _profile_notes(server, cores, args, bodies, folder)
-        finally:
-            server.stop()
+        for processes in args.processes:
+            # several processes share the cores: each gets its part of them for its inference threads
+            threads = {"TORCH_THREADS": str(max(1, _cores(cores) // processes))} if processes > 1 else {}
+            servers = [PinnedServer(model_dir, cores, dict(args.server_env) | threads) for _ in range(processes)]
+            ports = ",".join(str(s.port) for s in servers)
+            try:
+                _self(["--load", ports, "8", "3"], cores, workload_file=bodies)  # warm-up
+                for concurrency in args.concurrency:
+                    cpu_before, before = _total(servers)
+                    load = json.loads(_self(["--load", ports, str(concurrency), str(args.seconds)], cores,
+                                            workload_file=bodies))  # fmt: skip
+                    cpu_after, after = _total(servers)
+                    server_cpu = cpu_after - cpu_before
+                    done = {k: v - before[k] for k, v in after.items()}
+                    pairs = len(load["latencies"]) * args.documents
+                    batched = max(done["reranker_batch_size_sum"], 1)
+                    rows.append(Row(cores, processes, concurrency, pairs / load["elapsed"],
+                                    1000 * _percentile(load["latencies"], 50),
+                                    1000 * _percentile(load["latencies"], 99), 1000 * server_cpu / max(pairs, 1),
+                                    pairs / max(server_cpu, 1e-9),
+                                    1000 * done["reranker_forward_seconds_sum"] / batched,
+                                    batched / max(done["reranker_batch_size_count"], 1), load["cpu"] / load["elapsed"],
+                                    rate))  # fmt: skip
+                    if load["failures"]:
+                        notes.append(f"cores {cores}, c={concurrency}: {load['failures']} answers were not 200")
+                if args.profile and processes == 1:
+                    notes += _profile_notes(servers[0], cores, args, bodies, folder)
+            finally:
+                for server in servers:
+                    server.stop()
     return rows, notes
+
+
+def _total(servers: list[PinnedServer]) -> tuple[float, dict[str, float]]:
+    """CPU seconds and forward-pass counters, summed over the servers."""
+    counters: dict[str, float] = collections.Counter()
+    for server in servers:
+        counters.update(server.counters())
+    return sum(cpu_seconds(s.proc.pid) for s in servers), dict(counters)
 
 
 def _profile_notes(server: PinnedServer, cores: str, args: argparse.Namespace, bodies: Path, folder: Path) -> list[str]:
@@ -264,6 +291,8 @@ def main() -> None:
                         help="minilm: the MiniLM-L6 cross-encoder, to check a real model lost nothing")  # fmt: skip
     parser.add_argument("--server-env", action="append", default=[], type=lambda s: tuple(s.split("=", 1)),
                         help="NAME=VALUE for the server (repeatable): one design against another")  # fmt: skip
+    parser.add_argument("--processes", type=lambda s: [int(n) for n in s.split(",")], default=[1],
+                        help="server processes sharing the cores, ','-separated counts (default 1)")  # fmt: skip
     parser.add_argument("--write", type=Path, help="also write the report to this file")
     # the helper processes this script starts for itself
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
@@ -271,8 +300,9 @@ def main() -> None:
     parser.add_argument("--bodies", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        port, concurrency, seconds = args.load
-        print(json.dumps(generate_load(int(port), args.bodies, int(concurrency), float(seconds))))
+        ports, concurrency, seconds = args.load
+        print(json.dumps(generate_load([int(p) for p in ports.split(",")], args.bodies, int(concurrency),
+                                       float(seconds))))  # fmt: skip
         return
     if args.tokenizer:
         workload = [(b["query"], b["texts"]) for b in map(json.loads, args.bodies.read_text().splitlines())]

@@ -101,9 +101,13 @@ def test_the_pipeline_load_generator_reuses_connections_and_counts_its_own_cpu(
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_text('{"query": "q", "texts": ["a"]}\n{"query": "r", "texts": ["b", "c"]}')
     port = int(accepting_url.rsplit(":", 1)[1])
-    result = pipeline_ceiling.generate_load(port, bodies, concurrency=3, seconds=0.5)
+    result = pipeline_ceiling.generate_load([port, port], bodies, concurrency=3, seconds=0.5)
     assert result["failures"] == 0 and len(result["latencies"]) > 3
     assert result["cpu"] > 0 and result["elapsed"] >= 0.5
+
+
+def test_the_pipeline_counts_the_cores_of_a_cpu_set(pipeline_ceiling: ModuleType) -> None:
+    assert [pipeline_ceiling._cores(s) for s in ("0", "0-1", "0-3,8", "2,4")] == [1, 2, 5, 2]
 
 
 def test_the_tokenizer_baseline_encodes_the_pairs(pipeline_ceiling: ModuleType, minilm_cross_dir: Path) -> None:
