@@ -4,7 +4,10 @@ the pods through the mounted ConfigMap), a registered machine, API keys and a ke
 a model that cannot load, the operator replaced mid-rollout, and nothing left behind.
 
 Real-cluster behaviour these rest on: a mounted ConfigMap or Secret changes in the pod only at the
-kubelet's next sync of it (up to about a minute, plus its cache's TTL), never at once.
+kubelet's next sync of it (up to about a minute, plus its cache's TTL), never at once. And an image
+holds only its extra's packages: the operator image once lacked prometheus-client (the test venv
+has every extra), which only its pod's CrashLoopBackOff here showed (tests/test_dependencies.py
+now checks each package's imports against its extra).
 
 The tests run in file order and share the cluster (``e2e/conftest.py``); each Reranker is the
 test's own, except ``baked``, which the later tests patch and the last one deletes.
