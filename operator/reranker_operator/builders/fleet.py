@@ -1,8 +1,9 @@
 """The fleet's size, told to every server: each divides the rate limits by it while Redis is away.
 
 Pods read it from the ``<name>-fleet`` ConfigMap, mounted (the kubelet refreshes a mounted
-ConfigMap on its sync of the volume: a minute or two, docs/design/rate-limits.md); external machines from their RerankerEndpoint's status,
-which the probe writes and the machine reads at each Lease renewal (seconds).
+ConfigMap on its sync of the volume: a minute or two, docs/design/rate-limits.md); external
+machines from their RerankerEndpoint's status, which the probe writes and the machine reads at
+each Lease renewal (seconds).
 """
 
 from __future__ import annotations
