@@ -19,7 +19,8 @@ from reranker_contract.api import ENDPOINT_PLURAL
 from reranker_contract.endpoint import EndpointSpec
 from reranker_operator import crash_loop, metrics, ownership
 from reranker_operator.autoscale import loop as autoscaling
-from reranker_operator.builders import children, model_cache
+from reranker_operator.builders import model_cache
+from reranker_operator.builders.children import ChildKey
 from reranker_operator.builders.deployment import fleet_config_map_name
 from reranker_operator.cluster import ClusterFacts
 from reranker_operator.cluster_discovery import ClusterDiscovery
@@ -135,17 +136,17 @@ def _observed(
     indexes: Mapping[str, Any],
     reranker: dict[str, Any],
     cluster: ClusterFacts,
-    scope: Callable[[children.ChildKey], bool] | None = None,
+    scope: Callable[[ChildKey], bool] | None = None,
 ) -> Observed:
     """What the caches hold for ``reranker``."""
     meta = reranker["metadata"]
     key = (meta["namespace"], meta["name"])
-    children = {
+    owned = {
         (kind, child["metadata"]["name"]): child
         for kind in ownership.OWNED_KINDS
         for child in indexes[_index_id(kind)].get(key, ())
     }
-    return Observed(children, _registered(indexes, key), scope, cluster, list(indexes["server_pods"].get(key, ())))
+    return Observed(owned, _registered(indexes, key), scope, cluster, list(indexes["server_pods"].get(key, ())))
 
 
 def _registered(indexes: Mapping[str, Any], key: tuple[str, str]) -> list[dict[str, Any]]:
@@ -158,7 +159,7 @@ async def _reconcile_cached(
     indexes: Mapping[str, Any],
     namespace: str,
     name: str,
-    scope: Callable[[children.ChildKey], bool] | None = None,
+    scope: Callable[[ChildKey], bool] | None = None,
 ) -> None:
     """Reconcile a Reranker as the caches hold it; nothing if it is gone or going."""
     reranker = _one(indexes["rerankers"], (namespace, name))
@@ -171,7 +172,7 @@ async def _reconcile_one(
     memo: kopf.Memo,
     indexes: Mapping[str, Any],
     reranker: dict[str, Any],
-    scope: Callable[[children.ChildKey], bool] | None = None,
+    scope: Callable[[ChildKey], bool] | None = None,
 ) -> None:
     """One reconcile of a Reranker at a time: its create handler and its children's first events
     arrive together, and each wrote the same status (measured: ~3.7 status patches per new
