@@ -42,6 +42,10 @@ class StatusCondition(BaseModel):
     last_transition_time: datetime.datetime | None = Field(None, alias="lastTransitionTime")
 
 
+# A status's conditions: a list keyed by type, as server-side apply and kubectl merge them.
+CONDITIONS_LIST: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+
 def rules(*pairs: tuple[str, str], field_path: str | None = None) -> dict[str, Any]:
     """``json_schema_extra`` with CEL rules: (rule, message) pairs."""
     validations = [{"rule": rule, "message": message} | ({"fieldPath": field_path} if field_path else {})

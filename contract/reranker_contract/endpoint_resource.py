@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api import ENDPOINT_KIND, ENDPOINT_PLURAL
-from .crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, condition_column
+from .crd import CONDITIONS_LIST, CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, condition_column
 from .endpoint import DEFAULT_PORT
 
 _DEFAULT: dict[str, Any] = {CRD_DEFAULT: True}
@@ -61,9 +61,7 @@ class RerankerEndpointStatus(_Resource):
     )
     consecutive_failures: int | None = Field(None, alias="consecutiveFailures")
     consecutive_successes: int | None = Field(None, alias="consecutiveSuccesses")
-    conditions: list[StatusCondition] | None = Field(
-        None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-    )
+    conditions: list[StatusCondition] | None = Field(None, json_schema_extra=CONDITIONS_LIST)
 
 
 CRD_INFO = CrdInfo(

@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reranker_contract.api import API_VERSION, GROUP, RERANKER_KIND, RERANKER_PLURAL, VERSION
-from reranker_contract.crd import CRD_DEFAULT, CrdInfo, PrinterColumn, StatusCondition, condition_column, rules
+from reranker_contract.crd import (
+    CONDITIONS_LIST,
+    CRD_DEFAULT,
+    CrdInfo,
+    PrinterColumn,
+    StatusCondition,
+    condition_column,
+    rules,
+)
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "RerankerSpec"]
 PLURAL = RERANKER_PLURAL
@@ -383,9 +391,7 @@ class RerankerStatus(_CamelModel):
         None,
         description="Ready pods plus ready external endpoints; the servers divide the rate limits by it without Redis.",
     )
-    conditions: list[StatusCondition] | None = Field(
-        None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-    )
+    conditions: list[StatusCondition] | None = Field(None, json_schema_extra=CONDITIONS_LIST)
 
 
 CRD_INFO = CrdInfo(
