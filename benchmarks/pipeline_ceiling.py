@@ -11,11 +11,16 @@ tokenization, batching, padding, the event loop. Side by side, on the same cores
 - with ``--processes 1,2``, the same cores shared by that many server processes (one port each,
   the clients spread over them, as a Service spreads them over pods on one node): whether the
   pipeline's Python (HTTP, JSON, the event loop) holds a process back where two would not;
+- with ``--api-processes 1,2``, one server whose HTTP, JSON and tokenization run in that many
+  API processes feeding one engine process (``API_PROCESSES``): one model, one batcher;
+- with ``--baseline DIR``, first the same rows for the server of another checkout (``git worktree
+  add DIR <commit>``), one process: a change against what was there before, in the same run;
 - with ``--profile`` (needs py-spy), where the server's time goes: its busiest functions by samples.
 
     python benchmarks/pipeline_ceiling.py [--cores 1,2] [--concurrency 4,16,32] [--seconds 15]
                                           [--documents 32] [--doc-tokens 130] [--profile]
-                                          [--server-env NAME=VALUE ...] [--processes 1,2] [--write FILE]
+                                          [--server-env NAME=VALUE ...] [--processes 1,2]
+                                          [--api-processes 1,2] [--baseline DIR] [--write FILE]
 
 Each figure is one run on one machine: compare ratios within a run, never across machines.
 """
@@ -119,15 +124,42 @@ def tokenizer_rate(model_dir: Path, workload: list[tuple[str, list[str]]], secon
 # --- the server -------------------------------------------------------------------------------------
 
 
+def _stat(path: str) -> list[str]:
+    return Path(f"{path}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def engine_pid(pid: int) -> int:
+    """With API_PROCESSES > 1: the first process the server spawned (not multiprocessing's tracker)."""
+    spawned = [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return min(spawned, key=lambda child: int(_stat(f"/proc/{child}")[19]))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """The event loop's thread: the part of a server that one core bounds however many it has."""
+    fields = _stat(f"/proc/{pid}/task/{pid}")
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    """The process's CPU seconds and its live descendants' (API processes and their engine)."""
+    try:
+        fields = _stat(f"/proc/{pid}")
+    except FileNotFoundError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return own + sum(cpu_seconds(child) for child in children(pid))
 
 
 class PinnedServer:
-    def __init__(self, model_dir: Path, cores: str, extra_env: dict[str, str]) -> None:
+    def __init__(self, model_dir: Path, cores: str, extra_env: dict[str, str], code: Path | None = None) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}  # as the image runs it
+        if code is not None:  # another checkout's server (and contract) ahead of this one's
+            env["PYTHONPATH"] = os.pathsep.join(str(code / part) for part in ("server", "contract"))
         env |= {"MODEL_NAME": str(model_dir), "DTYPE": "float32", "CACHE_SIZE": "0", "HOST": "127.0.0.1",
                 "PORT": str(self.port), "LOG_LEVEL": "warning", "ACCESS_LOG": "false", "HF_HUB_OFFLINE": "1",
                 "MALLOC_ARENA_MAX": "2"} | extra_env  # fmt: skip
@@ -166,13 +198,16 @@ def profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
 
 @dataclass
 class Row:
+    code: str  # "this" checkout, or "baseline"
     cores: str
     processes: int
+    api_processes: int
     concurrency: int
     pairs_per_s: float
     p50_ms: float
     p99_ms: float
     server_cpu_ms_per_pair: float
+    loop_cpu_ms_per_pair: float  # the main thread's: one process's, or with API processes the engine's
     server_pairs_per_cpu_s: float
     forward_ms_per_pair: float  # the model alone, as the server times its forward passes
     mean_batch: float
@@ -182,18 +217,21 @@ class Row:
     def line(self) -> str:
         ratio = self.pairs_per_s / self.tokenizer_pairs_per_s
         cells = [
-            self.cores, str(self.processes), str(self.concurrency), f"{self.pairs_per_s:,.0f}", f"{self.p50_ms:.0f}",
-            f"{self.p99_ms:.0f}",
-            f"{self.server_cpu_ms_per_pair:.3f}", f"{self.server_pairs_per_cpu_s:,.0f}",
+            self.code, self.cores, str(self.processes), str(self.api_processes), str(self.concurrency),
+            f"{self.pairs_per_s:,.0f}", f"{self.p50_ms:.0f}", f"{self.p99_ms:.0f}",
+            f"{self.server_cpu_ms_per_pair:.3f}",
+            f"{self.loop_cpu_ms_per_pair:.3f}",
+            f"{self.server_pairs_per_cpu_s:,.0f}",
             f"{self.forward_ms_per_pair:.3f}", f"{self.mean_batch:.1f}", f"{self.load_cpu_share:.2f}",
             f"{self.tokenizer_pairs_per_s:,.0f}", f"{ratio:.2f}x",
         ]  # fmt: skip
         return "| " + " | ".join(cells) + " |"
 
 
-HEADER = ("| cores | servers | c | pairs/s | p50 ms | p99 ms | server CPU ms/pair | pairs per server CPU-s "
-          "| forward ms/pair | mean batch | load gen CPU | tokenizer pairs/s | server / tokenizer |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+HEADER = ("| code | cores | servers | API processes | c | pairs/s | p50 ms | p99 ms | server CPU ms/pair "
+          "| event loop CPU ms/pair | pairs per server CPU-s | forward ms/pair | mean batch | load gen CPU "
+          "| tokenizer pairs/s | server / tokenizer |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -213,32 +251,42 @@ def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[li
     rows, notes = [], []
     for cores in args.cores:
         rate = json.loads(_self(["--tokenizer", str(model_dir)], cores, workload_file=bodies))["rate"]
-        for processes in args.processes:
+        # (servers, API processes each): servers side by side, or one server's API processes apart from its engine
+        layouts: list[tuple[Path | None, int, int]] = [(args.baseline, 1, 1)] if args.baseline else []
+        layouts += [(None, p, 1) for p in args.processes] + [(None, 1, a) for a in args.api_processes if a > 1]
+        for code, processes, api_processes in layouts:
             # several processes share the cores: each gets its part of them for its inference threads
             threads = {"TORCH_THREADS": str(max(1, _cores(cores) // processes))} if processes > 1 else {}
-            servers = [PinnedServer(model_dir, cores, dict(args.server_env) | threads) for _ in range(processes)]
+            env = dict(args.server_env) | threads | {"API_PROCESSES": str(api_processes)}
+            servers = [PinnedServer(model_dir, cores, env, code) for _ in range(processes)]
             ports = ",".join(str(s.port) for s in servers)
             try:
                 _self(["--load", ports, "8", "3"], cores, workload_file=bodies)  # warm-up
                 for concurrency in args.concurrency:
+                    # the one process's event loop, or the engine's: the serial part of the pipeline
+                    looping = engine_pid(servers[0].proc.pid) if api_processes > 1 else servers[0].proc.pid
+                    loop_before = main_thread_cpu_seconds(looping)
                     cpu_before, before = _total(servers)
                     load = json.loads(_self(["--load", ports, str(concurrency), str(args.seconds)], cores,
                                             workload_file=bodies))  # fmt: skip
                     cpu_after, after = _total(servers)
                     server_cpu = cpu_after - cpu_before
+                    loop_cpu = main_thread_cpu_seconds(looping) - loop_before
                     done = {k: v - before[k] for k, v in after.items()}
                     pairs = len(load["latencies"]) * args.documents
                     batched = max(done["reranker_batch_size_sum"], 1)
-                    rows.append(Row(cores, processes, concurrency, pairs / load["elapsed"],
+                    rows.append(Row("baseline" if code else "this", cores, processes, api_processes, concurrency,
+                                    pairs / load["elapsed"],
                                     1000 * _percentile(load["latencies"], 50),
                                     1000 * _percentile(load["latencies"], 99), 1000 * server_cpu / max(pairs, 1),
+                                    1000 * loop_cpu / max(pairs, 1),
                                     pairs / max(server_cpu, 1e-9),
                                     1000 * done["reranker_forward_seconds_sum"] / batched,
                                     batched / max(done["reranker_batch_size_count"], 1), load["cpu"] / load["elapsed"],
                                     rate))  # fmt: skip
                     if load["failures"]:
                         notes.append(f"cores {cores}, c={concurrency}: {load['failures']} answers were not 200")
-                if args.profile and processes == 1:
+                if args.profile and processes == api_processes == 1:
                     notes += _profile_notes(servers[0], cores, args, bodies, folder)
             finally:
                 for server in servers:
@@ -293,6 +341,9 @@ def main() -> None:
                         help="NAME=VALUE for the server (repeatable): one design against another")  # fmt: skip
     parser.add_argument("--processes", type=lambda s: [int(n) for n in s.split(",")], default=[1],
                         help="server processes sharing the cores, ','-separated counts (default 1)")  # fmt: skip
+    parser.add_argument("--api-processes", type=lambda s: [int(n) for n in s.split(",")], default=[1],
+                        help="API_PROCESSES of one server, ','-separated counts (default 1)")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, help="a checkout whose one-process server runs first, for comparison")
     parser.add_argument("--write", type=Path, help="also write the report to this file")
     # the helper processes this script starts for itself
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)

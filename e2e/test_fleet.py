@@ -432,6 +432,43 @@ def test_the_operator_deleted_mid_rollout_converges(cluster: Kube, baked: str) -
     )  # fmt: skip
 
 
+def test_api_processes_serve_in_a_pod_and_drain_when_it_is_deleted(cluster: Kube, baked: str) -> None:
+    """``server.apiProcesses: 2`` on a real node: a read-only root file system (the engine's socket
+    and the metrics' files live in the /tmp emptyDir), the supervisor as the container's PID 1, the
+    kubelet's SIGTERM to it alone."""
+    cluster.kubectl("patch", "reranker", baked, "-n", NAMESPACE, "--type=merge", "-p",
+                    '{"spec":{"server":{"apiProcesses":2}}}')  # fmt: skip
+    cluster.kubectl("rollout", "status", f"deployment/{baked}", "-n", NAMESPACE, "--timeout=600s")
+    wait_ready(cluster, baked)
+    [pod] = [p for p in cluster.items("pods", "-l", f"app.kubernetes.io/instance={baked}")
+             if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+    name = pod["metadata"]["name"]
+    spawned = cluster.kubectl("exec", name, "-n", NAMESPACE, "--", "python", "-c",
+                              "import os; print(sum(b'spawn_main' in open(f'/proc/{p}/cmdline', 'rb').read() "
+                              "for p in os.listdir('/proc') if p.isdigit()))")  # fmt: skip
+    assert spawned.strip() == "3"  # the engine and two API processes under the supervisor
+    from tests.model_fixtures import minilm_cross_dir
+
+    answers = from_a_pod(cluster, [{"url": f"{service_url(cluster, baked)}/v1/rerank",
+                                    "json": {"query": QUERY, "documents": DOCS}}] * 6, concurrency=6)  # fmt: skip
+    assert [a["status"] for a in answers] == [200] * 6, answers
+    for answer in answers:
+        assert_scores_close(scores(answer["body"]), reference(minilm_cross_dir()), ACROSS_ENGINES)
+    # the pod's metrics, added up over its processes: the autoscaler reads one series per pod
+    metrics = cluster.kubectl("exec", name, "-n", NAMESPACE, "--", "python", "-c",
+                              "import httpx; print(httpx.get('http://127.0.0.1:8000/metrics').text)")  # fmt: skip
+    assert [line for line in metrics.splitlines() if line.startswith("reranker_ready ")] == ["reranker_ready 1.0"]
+    assert len([line for line in metrics.splitlines() if line.startswith("reranker_requests_in_progress ")]) == 1
+    served = next(line for line in metrics.splitlines()
+                  if line.startswith('reranker_requests_total{endpoint="/v1/rerank",status="200"}'))  # fmt: skip
+    assert float(served.split()[-1]) >= 6
+    started = time.monotonic()
+    cluster.kubectl("delete", "pod", name, "-n", NAMESPACE, "--wait=true", "--timeout=120s")
+    drained = time.monotonic() - started
+    assert drained < 60, f"the pod took {drained:.0f}s to stop: SIGTERM did not reach the processes"
+    wait_ready(cluster, baked)
+
+
 def test_deleting_a_reranker_leaves_nothing(cluster: Kube, baked: str) -> None:
     delete(cluster, baked)
     for kind in ("deployment", "service", "poddisruptionbudget", "networkpolicy"):

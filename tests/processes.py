@@ -9,11 +9,14 @@ thread pool. What both need lives here instead.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -82,3 +85,30 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    """One sample of the server's /metrics (one line even with API processes: added up, no pid)."""
+    found = re.findall(rf"^{re.escape(name)} ([0-9.e+]+)$", httpx.get(f"{server.url}/metrics").text, re.MULTILINE)
+    assert len(found) == 1, f"{name}: {found}"
+    return float(found[0])
+
+
+def leave_mid_request(server: ServerProcess, path: str, body: Mapping[str, object]) -> float:
+    """Send a request, hang up 0.7 s later, wait until the batcher's queue is empty: the rows the
+    model ran meanwhile (what was computed for nobody, had the queued pairs not been dropped)."""
+    text = json.dumps(body)
+    rows_before = metric(server, "reranker_batch_size_sum")
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(text)}\r\n\r\n{text}".encode()
+    )
+    time.sleep(0.7)
+    sock.close()
+    deadline = time.monotonic() + 10
+    while metric(server, "reranker_pending_sequences") > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert metric(server, "reranker_pending_sequences") == 0
+    return metric(server, "reranker_batch_size_sum") - rows_before

@@ -199,6 +199,14 @@ class ServerTuning(_CamelModel):
         "int8, PyTorch otherwise.",
     )
     cache_size: int | None = Field(None, ge=0)
+    api_processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Processes for HTTP, JSON and tokenization in each pod, feeding one engine process that owns "
+        "the model (1: one process does everything). More when one process's event loop is the limit: a fast "
+        "model on a GPU or many cores.",
+    )
 
 
 class ServiceSpec(_CamelModel):

@@ -43,6 +43,7 @@ class HardwareProfile:
     load_window_seconds: int = 30  # the operator engine's moving average of the load
     drain_seconds: int = 5  # /ready fails this long before the listener closes
     shutdown_grace_seconds: int = 30  # in-flight requests get this long to finish
+    api_processes: int = 1  # API_PROCESSES: one process until a measurement says more wins
 
     @property
     def cpu_threads(self) -> int:
@@ -136,6 +137,7 @@ def resolve(spec: RerankerSpec) -> HardwareProfile:
         "max_parallel_requests": tuning.max_parallel_requests,
         "max_queue_size": tuning.max_queue_size,
         "cache_size": tuning.cache_size,
+        "api_processes": tuning.api_processes,
         "target_in_progress_requests": scaling.target_in_progress_requests,
         "target_queue_depth": scaling.target_queue_depth,
         "target_cpu_utilization": scaling.target_cpu_utilization,
@@ -164,4 +166,5 @@ def summary(profile: HardwareProfile) -> dict[str, Any]:
         "maxParallelRequests": profile.max_parallel_requests,
         "maxQueueSize": profile.max_queue_size,
         "threads": profile.cpu_threads,
+        "apiProcesses": profile.api_processes,
     }

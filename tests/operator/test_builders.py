@@ -171,7 +171,14 @@ def test_hpa_names_only_metrics_the_cluster_serves(
 
 def test_spec_overrides_the_profile() -> None:
     s = spec(
-        server={"batchSize": 8, "maxBatchTokens": 4096, "dtype": "int8", "engine": "pytorch", "maxParallelRequests": 3},
+        server={
+            "batchSize": 8,
+            "maxBatchTokens": 4096,
+            "dtype": "int8",
+            "engine": "pytorch",
+            "maxParallelRequests": 3,
+            "apiProcesses": 3,
+        },
         resources={"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1500m", "memory": "2Gi"}},
         autoscaling={"targetInProgressRequests": 2, "targetCPUUtilization": 50},
         env=[{"name": "BATCH_SIZE", "value": "4"}],
@@ -185,6 +192,7 @@ def test_spec_overrides_the_profile() -> None:
     assert env_of(children(spec())["Deployment"])["ENGINE"] == "auto"
     assert env["BATCH_SIZE"] == "4"  # an explicit env var wins over tuning
     assert env["MAX_PARALLEL_REQUESTS"] == "3"
+    assert env["API_PROCESSES"] == "3" and env_of(children(spec())["Deployment"])["API_PROCESSES"] == "1"
     hpa_targets = {
         m["type"]: m.get("pods", m.get("resource"))["target"]
         for m in built["HorizontalPodAutoscaler"]["spec"]["metrics"]

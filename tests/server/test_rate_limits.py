@@ -93,3 +93,17 @@ def test_the_fleet_size_follows_its_file_and_keeps_the_last_good_value(tmp_path:
     assert fleet.get() == 5
     fleet.set(0)
     assert fleet.get() == 1  # never divides by zero
+
+
+def test_each_api_process_enforces_its_part_of_the_servers_share() -> None:
+    import asyncio
+
+    from reranker_server.serving.rate_limiter import RateLimiter
+
+    # 2 servers x 2 API processes without Redis: 8 requests/s over the fleet is 2 per process
+    limiter = RateLimiter(Limits(requests_per_second=8.0), FleetSize(2, None), scope="t", processes=2)
+
+    async def admitted() -> list[bool]:
+        return [(await limiter.admit(b"k", None, 1)).allowed for _ in range(3)]
+
+    assert asyncio.run(admitted()) == [True, True, False]

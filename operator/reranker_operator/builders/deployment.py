@@ -69,6 +69,7 @@ def server_env(
         env_names.MAX_PARALLEL_REQUESTS: str(profile.max_parallel_requests),
         env_names.MAX_QUEUE_SIZE: str(profile.max_queue_size),
         env_names.CACHE_SIZE: str(profile.cache_size),
+        env_names.API_PROCESSES: str(profile.api_processes),
         env_names.SHUTDOWN_DELAY: "1",  # preStop already waited drain_seconds; fail /ready briefly, then close
         env_names.SHUTDOWN_GRACE: str(profile.shutdown_grace_seconds),
         env_names.HF_HOME: f"{cache_mount(spec)}/hf",

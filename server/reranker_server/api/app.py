@@ -106,20 +106,31 @@ async def _register(settings: Settings, runtime: Runtime) -> Any:
     from reranker_contract.kubeconfig import api_client
     from reranker_server.api.registration import Registrar
 
+    assert runtime.limiter is not None  # only the engine process has none, and it serves no HTTP
     client = api_client(timeout=10.0)
     registrar = Registrar(settings, client, capacity=settings.max_parallel_requests, fleet=runtime.limiter.fleet)
     await registrar.start()
     return registrar
 
 
-def create_app(settings: Settings | None = None, model: LoadedModel | None = None) -> FastAPI:
-    """Build the app. ``model`` lets tests share one loaded model across apps."""
+def create_app(
+    settings: Settings | None = None,
+    model: LoadedModel | None = None,
+    engine_socket: str | None = None,
+    answer_while_loading: bool = True,
+) -> FastAPI:
+    """Build the app. ``model`` lets tests share one loaded model across apps; ``engine_socket``
+    makes this an API process of the engine process listening there. Without
+    ``answer_while_loading`` the app takes no connection before its model is ready (an API process
+    joining others on one listener: connections go to those that can serve them)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: Runtime = app.state.runtime
         runtime.start_loading(model)
+        if not answer_while_loading:
+            await runtime.settled.wait()
         registrar = await _register(settings, runtime) if settings.register_endpoint else None
         try:
             yield
@@ -135,7 +146,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
         description="Scores (query, document) pairs with cross-encoders. Cohere/Jina and TEI compatible.",
         lifespan=lifespan,
     )
-    app.state.runtime = Runtime.create(settings)
+    app.state.runtime = Runtime.for_api(settings, engine_socket) if engine_socket else Runtime.create(settings)
     app.state.api_keys = ApiKeys(settings.api_key, settings.api_key_file)
     app.include_router(rerank.router)
     app.include_router(ops.router)

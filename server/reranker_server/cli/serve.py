@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from reranker_contract.termination import MODEL_LOAD_FAILED, TERMINATION_LOG
@@ -154,7 +155,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.warning("MAX_RETRIES=%d is accepted and ignored: clients retry a 429/503 after its Retry-After",
                        settings.max_retries)  # fmt: skip
     sock = listen(settings.host, settings.port)
+    if settings.api_processes > 1:
+        from reranker_server.cli import processes
+
+        raise SystemExit(processes.supervise(settings, sock))
     app = create_app(settings)
+    runtime: Runtime = app.state.runtime
+    try:
+        server = serve_http(app, settings, sock)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down cleanly and re-raised it
+        raise SystemExit(130) from None
+    if server.interrupted:  # uvicorn's re-raise didn't reach us (seen once in CI: exit 0 after Ctrl-C)
+        raise SystemExit(130)
+    if runtime.phase == "failed":
+        raise fail(f"reranker-server: {MODEL_LOAD_FAILED}: {runtime.error}")
+
+
+def serve_http(app: FastAPI, settings: Settings, sock: socket.socket) -> DrainingServer:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT (drained) or a model that can't load."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -168,14 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     runtime: Runtime = app.state.runtime
     server = DrainingServer(config, runtime, settings.shutdown_delay)
     runtime.on_failed = server.stop_now  # a model that can't load ends the process, not a zombie
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down cleanly and re-raised it
-        raise SystemExit(130) from None
-    if server.interrupted:  # uvicorn's re-raise didn't reach us (seen once in CI: exit 0 after Ctrl-C)
-        raise SystemExit(130)
-    if runtime.phase == "failed":
-        raise fail(f"reranker-server: {MODEL_LOAD_FAILED}: {runtime.error}")
+    server.run(sockets=[sock])
+    return server
 
 
 if __name__ == "__main__":

@@ -12,6 +12,17 @@ from __future__ import annotations
 class Problem(Exception):
     """Base of the request problems; ``str()`` is the message without the field's name."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # the engine process raises these for API processes: message and fields cross intact
+        return _restore, (type(self), str(self), dict(self.__dict__))
+
+
+def _restore(cls: type[Problem], message: str, fields: dict[str, object]) -> Problem:
+    problem = cls.__new__(cls)
+    Exception.__init__(problem, message)
+    problem.__dict__.update(fields)
+    return problem
+
 
 class EmptyQuery(Problem):
     def __init__(self) -> None:
@@ -48,6 +59,7 @@ class TooManyTokens(Problem):
 class Overloaded(Problem):
     def __init__(self, in_progress: int, waiting: int) -> None:
         super().__init__(f"overloaded: {in_progress} requests in progress and {waiting} queued; retry later")
+        self.in_progress, self.waiting = in_progress, waiting
 
 
 class Draining(Problem):

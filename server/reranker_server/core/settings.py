@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     load_retry_seconds: float = Field(5.0, gt=0, description="Wait before the first retry; doubled after each.")
     access_log: bool = Field(True, description="Log one line per request (method, path, status).")
 
+    api_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes for HTTP, JSON and tokenization, feeding one engine process that owns the model, "
+        "the batcher, admission and the score cache (1: one process does everything). More than the "
+        "event loop of one process can carry when the model is fast (GPUs, many cores).",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="CPU inference threads (torch or ONNX Runtime); default: the container's CPU quota."
     )
@@ -168,6 +176,8 @@ class Settings(BaseSettings):
             raise ValueError("ENABLE_DISTRIBUTED needs REDIS_URL")
         if self.register_endpoint and not (self.reranker and self.advertise_address):
             raise ValueError("--register needs --reranker and --advertise-address HOST:PORT")
+        if self.register_endpoint and self.api_processes > 1:
+            raise ValueError("--register serves from one process: leave API_PROCESSES at 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         for name in ("api_key_file", "tls_cert_file", "tls_key_file"):

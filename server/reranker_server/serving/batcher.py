@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -33,12 +34,37 @@ MIN_FILL = 0.9
 HEAP_TRIM_AFTER = 1.0
 
 
+class SequenceRunner(Protocol):
+    """What a service hands its sequences to: this process's batcher, or the engine process's."""
+
+    async def run(self, sequences: list[Sequence]) -> np.ndarray: ...
+
+
+@dataclass(eq=False)
+class _Call:
+    """One ``run``: its jobs in order, and one future done when the last of their rows arrives
+    (a future per sequence cost the engine's event loop a third of its time)."""
+
+    jobs: list[_Job]
+    future: asyncio.Future[np.ndarray]
+    remaining: int = 0
+
+    def row_arrived(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():  # so every job has its row
+            self.future.set_result(np.stack([cast(np.ndarray, job.row) for job in self.jobs]))
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
 @dataclass(eq=False)
 class _Job:
     sequence: Sequence
-    future: asyncio.Future[np.ndarray]
     enqueued: float = field(default_factory=time.monotonic)
-    waiters: int = 1
+    calls: list[_Call] = field(default_factory=list)  # who waits for its row (identical sequences run once)
+    row: np.ndarray | None = None
 
 
 class Batcher:
@@ -64,8 +90,8 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for job in [*self._pending.values(), *self._running.values()]:
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+            for call in job.calls:
+                call.fail(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -74,31 +100,32 @@ class Batcher:
 
     async def run(self, sequences: list[Sequence]) -> np.ndarray:
         """Output rows for ``sequences``, in order. Cancelling this releases them."""
-        jobs = [self._enqueue(s) for s in sequences]
+        if not sequences:
+            return np.zeros((0, 0), dtype=np.float32)
+        call = _Call([], asyncio.get_running_loop().create_future())
+        call.jobs = [self._enqueue(s, call) for s in sequences]
+        call.remaining = len(call.jobs)
         self._publish()
         self._wakeup.set()
         try:
-            rows = await asyncio.gather(*(asyncio.shield(job.future) for job in jobs))
+            return await call.future
         except BaseException:
-            self._release(jobs)
+            self._release(call)
             raise
-        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
-    def _enqueue(self, sequence: Sequence) -> _Job:
+    def _enqueue(self, sequence: Sequence, call: _Call) -> _Job:
         job = self._running.get(sequence) or self._pending.get(sequence)
-        if job is not None and not job.future.done():
-            job.waiters += 1
-            return job
-        job = _Job(sequence, asyncio.get_running_loop().create_future())
-        self._pending[sequence] = job
+        if job is None:
+            job = self._pending[sequence] = _Job(sequence)
+        job.calls.append(call)
         return job
 
-    def _release(self, jobs: list[_Job]) -> None:
-        for job in jobs:
-            job.waiters -= 1
-            if job.waiters <= 0 and self._pending.get(job.sequence) is job:
-                del self._pending[job.sequence]
-                job.future.cancel()
+    def _release(self, call: _Call) -> None:
+        for job in call.jobs:
+            if call in job.calls:
+                job.calls.remove(call)
+            if not job.calls and self._pending.get(job.sequence) is job:
+                del self._pending[job.sequence]  # nobody waits for it any more: never run
         self._publish()
 
     def _publish(self) -> None:
@@ -192,12 +219,13 @@ class Batcher:
             except Exception as exc:  # a failing batch fails its requests, never the loop
                 logger.exception("forward pass failed for a batch of %d", len(batch))
                 for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    for call in job.calls:
+                        call.fail(exc)
             else:
                 for job, row in zip(batch, rows, strict=True):
-                    if not job.future.done():
-                        job.future.set_result(row)
+                    job.row = row
+                    for call in job.calls:
+                        call.row_arrived()
             finally:
                 for job in batch:
                     self._running.pop(job.sequence, None)

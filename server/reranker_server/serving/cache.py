@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from reranker_server.core import metrics
 
@@ -28,6 +29,17 @@ def score_key(model_scope: str, variant: str, query: str, document: str) -> byte
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.digest()
+
+
+class ScoreStore(Protocol):
+    """Where a service keeps scores: this process's LRU, or the engine process's (``engine.remote``)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def lookup(self, keys: list[bytes]) -> list[CachedScore | None]: ...
+
+    async def store(self, items: list[tuple[bytes, CachedScore]]) -> None: ...
 
 
 class ScoreCache:
@@ -64,3 +76,9 @@ class ScoreCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
         metrics.CACHE_SIZE.set(len(self._entries))
+
+    async def lookup(self, keys: list[bytes]) -> list[CachedScore | None]:
+        return self.get_many(keys)
+
+    async def store(self, items: list[tuple[bytes, CachedScore]]) -> None:
+        self.put_many(items)

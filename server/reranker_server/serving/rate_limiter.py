@@ -39,9 +39,11 @@ class RateLimiter:
         redis_url: str | None = None,
         timeout: float = 0.1,
         retry_seconds: float = 2.0,
+        processes: int = 1,  # API processes of this server, each enforcing its part of the share
     ) -> None:
         self.defaults = defaults
         self.fleet = fleet
+        self._processes = processes
         self._local: dict[str, dict[str, Level]] = {}
         self._prefix = f"rr:limits:{scope}:"
         self._timeout = timeout
@@ -87,7 +89,7 @@ class RateLimiter:
                 metrics.RATE_LIMIT_SHARED.set(1)
                 return verdict_of(reply, buckets)
         fleet = self.fleet.get()
-        shares = tuple((bucket.share(fleet), cost) for bucket, cost in buckets)
+        shares = tuple((bucket.share(fleet * self._processes), cost) for bucket, cost in buckets)
         return replace(take(self._local.setdefault(label, {}), shares, time.monotonic()), fleet_wide=False)
 
     def _failed(self, exc: BaseException) -> None:

@@ -20,8 +20,8 @@ from reranker_server.core.problems import (
 from reranker_server.core.settings import Settings
 from reranker_server.loading.loaded_model import LoadedModel
 from reranker_server.model.tasks import Encoded, ScoreOptions
-from reranker_server.serving.batcher import Batcher
-from reranker_server.serving.cache import CachedScore, ScoreCache, score_key
+from reranker_server.serving.batcher import SequenceRunner
+from reranker_server.serving.cache import CachedScore, ScoreStore, score_key
 from reranker_server.serving.distributed import NoSharedCache, SharedCache
 
 __all__ = ["RerankService", "ScoreOptions", "ScoreResult"]
@@ -39,8 +39,8 @@ class RerankService:
         self,
         settings: Settings,
         model: LoadedModel,
-        batcher: Batcher,
-        cache: ScoreCache,
+        batcher: SequenceRunner,
+        cache: ScoreStore,
         shared: SharedCache | None = None,
     ) -> None:
         self.settings = settings
@@ -71,12 +71,14 @@ class RerankService:
             return ScoreResult([], 0, [])
         variant = options.variant(self.model.task.uses_instruction)
         keys = [score_key(self._scope, variant, query, doc) for doc in documents]
-        found: dict[int, CachedScore] = {i: hit for i, hit in enumerate(self.cache.get_many(keys)) if hit is not None}
+        found: dict[int, CachedScore] = {
+            i: hit for i, hit in enumerate(await self.cache.lookup(keys)) if hit is not None
+        }
         missing = [i for i in range(len(documents)) if i not in found]
         if missing:  # the fleet's cache, one round trip
             shared = await self.shared.get_many([keys[i] for i in missing])
             from_fleet = {i: hit for i, hit in zip(missing, shared, strict=True) if hit is not None}
-            self.cache.put_many([(keys[i], hit) for i, hit in from_fleet.items()])
+            await self.cache.store([(keys[i], hit) for i, hit in from_fleet.items()])
             found |= from_fleet
             missing = [i for i in missing if i not in from_fleet]
         if missing:
@@ -105,7 +107,7 @@ class RerankService:
         )
         computed_here = ours | raced_here
         everything = computed_here | from_fleet
-        self.cache.put_many([(keys[i], value) for i, value in everything.items()])
+        await self.cache.store([(keys[i], value) for i, value in everything.items()])
         await self.shared.put_many([(keys[i], v) for i, v in computed_here.items()], [keys[i] for i in mine])
         return everything
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from reranker_server import __version__
 from reranker_server.api.auth import check_key, require_api_key
@@ -21,7 +21,7 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def model_summary(runtime: Runtime) -> dict[str, Any]:
+def model_summary(runtime: Runtime, cache_entries: int) -> dict[str, Any]:
     model = runtime.model
     summary: dict[str, Any] = {
         "backend": model.backend.name if model else None,
@@ -34,7 +34,7 @@ def model_summary(runtime: Runtime) -> dict[str, Any]:
         "template": model.checkpoint.template if model else None,
         "fallback_reason": model.fallback_reason if model else None,
         "cache_enabled": runtime.cache.enabled,
-        "cache_size": len(runtime.cache),
+        "cache_size": cache_entries,
     }
     return summary
 
@@ -44,12 +44,13 @@ async def health(request: Request) -> JSONResponse:
     """Always 200 while the process serves HTTP; ``status`` says healthy, loading, draining or failed."""
     runtime = _runtime(request)
     status = {"ready": "healthy", "loading": "loading", "draining": "draining", "failed": "unhealthy"}[runtime.phase]
+    counts = await runtime.counts()
     body: dict[str, Any] = {
         "status": status,
-        "model": model_summary(runtime),
-        "requests": {"in_progress": runtime.admission.in_progress, "queued": runtime.admission.waiting},
+        "model": model_summary(runtime, counts.cache_entries),
+        "requests": {"in_progress": counts.in_progress, "queued": counts.queued},
         "distributed": runtime.shared.describe(),
-        "rate_limits": runtime.limiter.describe(),
+        "rate_limits": runtime.limiter.describe() if runtime.limiter else None,
     }
     if runtime.error:
         body["error"] = runtime.error
@@ -106,4 +107,4 @@ async def prometheus_metrics(request: Request) -> Response:
     if _runtime(request).settings.metrics_require_key:
         check_key(request)
     metrics.READY.set(1 if _runtime(request).phase == "ready" else 0)  # derived at scrape time
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

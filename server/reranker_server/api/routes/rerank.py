@@ -75,6 +75,8 @@ def http_error(problem: problems.Problem, documents_field: str) -> ApiError:
 async def _within_rate_limits(request: Request, pairs: int) -> None:
     """429 naming the limit, with Retry-After, when the caller's key is over one of its limits."""
     runtime: Runtime = request.app.state.runtime
+    if runtime.limiter is None:
+        return
     key: ApiKey | None = getattr(request.state, "api_key", None)
     verdict = await runtime.limiter.admit(key.secret if key else None, key.limits if key else None, pairs)
     if verdict.allowed:
