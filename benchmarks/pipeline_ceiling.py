@@ -20,7 +20,8 @@ tokenization, batching, padding, the event loop. Side by side, on the same cores
     python benchmarks/pipeline_ceiling.py [--cores 1,2] [--concurrency 4,16,32] [--seconds 15]
                                           [--documents 32] [--doc-tokens 130] [--profile]
                                           [--server-env NAME=VALUE ...] [--processes 1,2]
-                                          [--api-processes 1,2] [--baseline DIR] [--write FILE]
+                                          [--api-processes 1,2] [--baseline DIR] [--rounds N]
+                                          [--write FILE]
 
 Each figure is one run on one machine: compare ratios within a run, never across machines.
 """
@@ -34,11 +35,12 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +236,16 @@ HEADER = ("| code | cores | servers | API processes | c | pairs/s | p50 ms | p99
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
 
 
+def medians(rows: list[Row]) -> list[Row]:
+    """One row per layout and concurrency: each figure's median over the rounds."""
+    groups: dict[tuple[str, str, int, int, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.code, row.cores, row.processes, row.api_processes, row.concurrency), []).append(row)
+    numbers = [f.name for f in fields(Row) if f.type == "float"]
+    return [replace(same[0], **{n: statistics.median(getattr(r, n) for r in same) for n in numbers})
+            for same in groups.values()]  # fmt: skip
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
@@ -254,7 +266,9 @@ def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[li
         # (servers, API processes each): servers side by side, or one server's API processes apart from its engine
         layouts: list[tuple[Path | None, int, int]] = [(args.baseline, 1, 1)] if args.baseline else []
         layouts += [(None, p, 1) for p in args.processes] + [(None, 1, a) for a in args.api_processes if a > 1]
-        for code, processes, api_processes in layouts:
+        # rounds alternate the order, so a VM's drift over the run lands on every layout alike
+        ordered = [layout for r in range(args.rounds) for layout in (layouts if r % 2 == 0 else layouts[::-1])]
+        for code, processes, api_processes in ordered:
             # several processes share the cores: each gets its part of them for its inference threads
             threads = {"TORCH_THREADS": str(max(1, _cores(cores) // processes))} if processes > 1 else {}
             env = dict(args.server_env) | threads | {"API_PROCESSES": str(api_processes)}
@@ -343,6 +357,7 @@ def main() -> None:
                         help="server processes sharing the cores, ','-separated counts (default 1)")  # fmt: skip
     parser.add_argument("--api-processes", type=lambda s: [int(n) for n in s.split(",")], default=[1],
                         help="API_PROCESSES of one server, ','-separated counts (default 1)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="measure every layout this many times, interleaved")
     parser.add_argument("--baseline", type=Path, help="a checkout whose one-process server runs first, for comparison")
     parser.add_argument("--write", type=Path, help="also write the report to this file")
     # the helper processes this script starts for itself
@@ -381,6 +396,11 @@ def report(args: argparse.Namespace) -> None:
         "",
         HEADER,
         *(row.line() for row in rows),
+        *(
+            ["", f"Medians of {args.rounds} interleaved rounds:", "", HEADER, *(row.line() for row in medians(rows))]
+            if args.rounds > 1
+            else []
+        ),
         "",
         *notes,
     ]
