@@ -120,7 +120,7 @@ class LocalCluster:
                 before = path.read_text().strip()
                 path.write_text(value)
                 self._undo.append(lambda p=path, b=before: p.write_text(b))
-        _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+        _run("ip", "addr", "replace", f"{NODE_IP}/32", "dev", "lo")  # replace: a run killed before its undo left it
         self._undo.append(lambda: _run("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False))
         self._undo.append(lambda: _run("ip", "link", "del", BRIDGE, check=False))
         self._undo.append(_remove_chains)

@@ -7,7 +7,13 @@ Real-cluster behaviour these rest on: a mounted ConfigMap or Secret changes in t
 kubelet's next sync of it (up to about a minute, plus its cache's TTL), never at once. And an image
 holds only its extra's packages: the operator image once lacked prometheus-client (the test venv
 has every extra), which only its pod's CrashLoopBackOff here showed (tests/test_dependencies.py
-now checks each package's imports against its extra).
+now checks each package's imports against its extra). A host disk past the kubelet's eviction
+threshold taints the node ``disk-pressure`` and nothing schedules (the operator's pod sat Pending
+with only a FailedScheduling event): buildah's vfs storage had kept every earlier run's images,
+47 GiB, until ``tests/images.py`` pruned the dangling ones after each build. With
+``server.apiProcesses`` the container's PID 1 is the supervisor: the kubelet's SIGTERM reaches it
+alone and it drains the API processes, then stops the engine (their socket and the metrics' files
+live in the /tmp emptyDir; the root file system is read-only).
 
 The tests run in file order and share the cluster (``e2e/conftest.py``); each Reranker is the
 test's own, except ``baked``, which the later tests patch and the last one deletes.
@@ -443,10 +449,15 @@ def test_api_processes_serve_in_a_pod_and_drain_when_it_is_deleted(cluster: Kube
     [pod] = [p for p in cluster.items("pods", "-l", f"app.kubernetes.io/instance={baked}")
              if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
     name = pod["metadata"]["name"]
-    spawned = cluster.kubectl("exec", name, "-n", NAMESPACE, "--", "python", "-c",
-                              "import os; print(sum(b'spawn_main' in open(f'/proc/{p}/cmdline', 'rb').read() "
-                              "for p in os.listdir('/proc') if p.isdigit()))")  # fmt: skip
-    assert spawned.strip() == "3"  # the engine and two API processes under the supervisor
+    # the container's PID 1 (the supervisor) spawned the engine and two API processes (this exec's
+    # own python is no child of it; its command line would name what it looks for)
+    count = textwrap.dedent("""
+        import glob
+        kids = " ".join(open(t).read() for t in glob.glob("/proc/1/task/*/children")).split()
+        print(sum(b"spawn_main" in open(f"/proc/{k}/cmdline", "rb").read() for k in kids))
+    """)
+    spawned = cluster.kubectl("exec", name, "-n", NAMESPACE, "--", "python", "-c", count)
+    assert spawned.strip() == "3"
     from tests.model_fixtures import minilm_cross_dir
 
     answers = from_a_pod(cluster, [{"url": f"{service_url(cluster, baked)}/v1/rerank",

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,8 +175,20 @@ def test_an_api_process_that_dies_is_started_again(start_server: Any, minilm_cro
 
 
 def test_an_engine_that_dies_ends_the_server(start_server: Any, minilm_cross_dir: Path) -> None:
-    server = start_server({"MODEL_NAME": str(minilm_cross_dir), "API_PROCESSES": "2"})
+    server = start_server({"MODEL_NAME": str(minilm_cross_dir), "API_PROCESSES": "2", "CACHE_SIZE": "0"})
+    result: dict[str, Any] = {}
+
+    def in_flight() -> None:
+        work = {"query": "in flight when the engine dies", "texts": [f"{i} {LONG}" for i in range(400)]}
+        result["response"] = httpx.post(f"{server.url}/rerank", json=work, timeout=120)
+
+    thread = threading.Thread(target=in_flight)
+    thread.start()
+    time.sleep(0.7)
     os.kill(children(server.proc.pid)[0], signal.SIGKILL)  # the engine
+    thread.join(timeout=60)
+    assert result["response"].status_code == 503  # said as unavailable, not a 500
+    assert "the engine process stopped" in result["response"].json()["message"]
     assert server.proc.wait(timeout=60) == 1  # the pod restarts; nothing half-alive answers
     assert "the engine process stopped" in server.log()
 

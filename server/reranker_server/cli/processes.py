@@ -36,7 +36,8 @@ logger = logging.getLogger("reranker_server")
 _SPAWN = multiprocessing.get_context("spawn")  # fresh interpreters: no forked threads or CUDA state
 _POLL_SECONDS = 0.2
 _RESTART_GAP_SECONDS = 1.0  # an API process that dies at once is not restarted in a tight loop
-ENGINE_GONE = 3  # an API process's exit code when the engine failed or stopped: not restarted
+ENGINE_GONE = 3  # an API process's exit code when the engine failed, stopped or could not be reached
+_ENGINE_EXIT_WAIT = 5.0  # after an ENGINE_GONE: how long the engine gets to exit before the API process is restarted
 
 
 def _configure_logging(settings: Settings, role: str) -> None:
@@ -121,8 +122,12 @@ class Supervisor:
                 assert process.pid is not None
                 multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 del self.apis[index]
-                if self.stopping or process.exitcode == ENGINE_GONE:
-                    continue  # the engine's exit ends the rest
+                if self.stopping:
+                    continue
+                if process.exitcode == ENGINE_GONE:
+                    self.engine.join(_ENGINE_EXIT_WAIT)
+                    if self.engine.exitcode is not None:
+                        continue  # the engine's exit ends the rest; one still running gets a new API process
                 logger.warning("API process %d exited with %s; starting it again", index, process.exitcode)
                 time.sleep(max(0.0, started.get(index, 0.0) + _RESTART_GAP_SECONDS - time.monotonic()))
                 started[index] = time.monotonic()

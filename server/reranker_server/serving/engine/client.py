@@ -13,15 +13,18 @@ import logging
 import time
 from typing import Any
 
+from reranker_server.core.problems import ModelUnavailable
 from reranker_server.serving.engine.ipc import EngineState, frame, receive
 
 logger = logging.getLogger(__name__)
 _CONNECT_WAIT = 0.05
 
 
-class EngineLost(RuntimeError):
+class EngineLost(ModelUnavailable):
+    """A request the engine can no longer answer: 503, as a failed model is."""
+
     def __init__(self) -> None:
-        super().__init__("the engine process stopped")
+        super().__init__("the engine process stopped", loading=False)
 
 
 class EngineClient:
