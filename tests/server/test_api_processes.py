@@ -201,3 +201,14 @@ def test_a_model_that_cannot_load_ends_the_server_with_its_reason(start_server: 
     assert server.proc.wait(timeout=120) == 1
     assert "the model failed to load" in log.read_text() and "missing" in log.read_text()
     assert "starting it again" not in server.log()
+
+
+def test_redis_gauges_say_what_the_api_processes_last_saw(
+    start_server: Any, minilm_cross_dir: Path, redis_server: Any
+) -> None:
+    # the engine process never sets them: its 0 must not win over the API processes' 1
+    server = start_server({"MODEL_NAME": str(minilm_cross_dir), "API_PROCESSES": "2", "ENABLE_DISTRIBUTED": "true",
+                           "REDIS_URL": redis_server.url, "RATE_LIMIT_REQUESTS_PER_SECOND": "100"})  # fmt: skip
+    assert httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a", "b"]}).status_code == 200
+    assert metric(server, "reranker_redis_up") == 1
+    assert metric(server, "reranker_rate_limit_shared") == 1

@@ -6,7 +6,9 @@ Stable names the operator's autoscaler targets (do not rename):
 
 With API processes apart from the engine (``API_PROCESSES``), every process writes its values
 under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds them up: a gauge's ``multiprocess_mode``
-says how (the engine's counts are summed with the API processes' zeros).
+says how: the engine's counts are summed with the API processes' zeros; a state the API
+processes set (Redis up, limits shared) is the last one set, since every process that imports
+a gauge holds a value for it (0 where never set).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 REDIS_UP = Gauge(
-    "reranker_redis_up", "1 while the shared Redis cache answers (distributed mode).", multiprocess_mode="livemin"
+    "reranker_redis_up",
+    "1 while the shared Redis cache answers (distributed mode).",
+    multiprocess_mode="livemostrecent",
 )
 REDIS_ERRORS = Counter("reranker_redis_errors", "Failed Redis operations; scoring went on locally.", ["operation"])
 REDIS_MISSES = Counter("reranker_redis_misses", "Pairs looked up in Redis and not found.")
@@ -69,7 +73,7 @@ RATE_LIMITED = Counter("reranker_rate_limited_requests", "Requests refused (429)
 RATE_LIMIT_SHARED = Gauge(
     "reranker_rate_limit_shared",
     "1 while rate limits are enforced fleet-wide in Redis; 0 while this server enforces its share.",
-    multiprocess_mode="livemin",
+    multiprocess_mode="livemostrecent",
 )
 FLEET_SIZE = Gauge(
     "reranker_fleet_size",
