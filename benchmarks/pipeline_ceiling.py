@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from reranker_client.bench import make_workload  # noqa: E402
 
-from tests.processes import free_port  # noqa: E402
+from tests.processes import children, free_port, spawned_processes, stat_fields  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -126,30 +126,16 @@ def tokenizer_rate(model_dir: Path, workload: list[tuple[str, list[str]]], secon
 # --- the server -------------------------------------------------------------------------------------
 
 
-def _stat(path: str) -> list[str]:
-    return Path(f"{path}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-
-
-def engine_pid(pid: int) -> int:
-    """With API_PROCESSES > 1: the first process the server spawned (not multiprocessing's tracker)."""
-    spawned = [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    return min(spawned, key=lambda child: int(_stat(f"/proc/{child}")[19]))
-
-
 def main_thread_cpu_seconds(pid: int) -> float:
     """The event loop's thread: the part of a server that one core bounds however many it has."""
-    fields = _stat(f"/proc/{pid}/task/{pid}")
+    fields = stat_fields(f"/proc/{pid}/task/{pid}")
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def cpu_seconds(pid: int) -> float:
     """The process's CPU seconds and its live descendants' (API processes and their engine)."""
     try:
-        fields = _stat(f"/proc/{pid}")
+        fields = stat_fields(f"/proc/{pid}")
     except FileNotFoundError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
@@ -278,7 +264,7 @@ def measure(args: argparse.Namespace, model_dir: Path, folder: Path) -> tuple[li
                 _self(["--load", ports, "8", "3"], cores, workload_file=bodies)  # warm-up
                 for concurrency in args.concurrency:
                     # the one process's event loop, or the engine's: the serial part of the pipeline
-                    looping = engine_pid(servers[0].proc.pid) if api_processes > 1 else servers[0].proc.pid
+                    looping = spawned_processes(servers[0].proc.pid)[0] if api_processes > 1 else servers[0].proc.pid
                     loop_before = main_thread_cpu_seconds(looping)
                     cpu_before, before = _total(servers)
                     load = json.loads(_self(["--load", ports, str(concurrency), str(args.seconds)], cores,

@@ -112,3 +112,19 @@ def leave_mid_request(server: ServerProcess, path: str, body: Mapping[str, objec
     time.sleep(0.5)
     assert metric(server, "reranker_pending_sequences") == 0
     return metric(server, "reranker_batch_size_sum") - rows_before
+
+
+def stat_fields(path: str) -> list[str]:
+    """``/proc/<pid>/stat`` (or a task's) after the command name: field 14 of proc(5) is index 11."""
+    return Path(f"{path}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def spawned_processes(pid: int) -> list[int]:
+    """The processes a server with API processes spawned, oldest first: the engine, then the API
+    processes (multiprocessing's resource tracker, also a child, is started otherwise)."""
+    spawned = [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return sorted(spawned, key=lambda child: int(stat_fields(f"/proc/{child}")[19]))

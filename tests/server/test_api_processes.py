@@ -22,20 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ServerProcess, leave_mid_request, metric
+from tests.processes import ServerProcess, leave_mid_request, metric, spawned_processes
 from tests.scores import assert_scores_close
 
 pytestmark = pytest.mark.slow
 
 LONG = "Rivers carry water from the hills down to the sea, shaping valleys on the way. " * 6
-
-
-def children(pid: int) -> list[int]:
-    """The processes the supervisor spawned, oldest first: the engine, then the API processes
-    (multiprocessing's resource tracker is a child too, started otherwise)."""
-    pids = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    spawned = [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    return sorted(spawned, key=lambda p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[19]))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +64,7 @@ async def _each_on_its_own_connection(url: str, bodies: list[dict[str, Any]], pa
 
 
 def test_one_supervisor_an_engine_and_two_api_processes(server: ServerProcess) -> None:
-    assert len(children(server.proc.pid)) == 3
+    assert len(spawned_processes(server.proc.pid)) == 3
     assert "2 API processes in front of one engine process" in server.log()
     deadline = time.monotonic() + 30  # the second API process attaches a moment after the first
     while server.log().count("]: ready:") < 3 and time.monotonic() < deadline:
@@ -159,7 +151,7 @@ def test_admission_is_one_queue_for_every_api_process(start_server: Any, minilm_
 
 def test_an_api_process_that_dies_is_started_again(start_server: Any, minilm_cross_dir: Path) -> None:
     server = start_server({"MODEL_NAME": str(minilm_cross_dir), "API_PROCESSES": "2"})
-    engine, _, api = children(server.proc.pid)
+    engine, _, api = spawned_processes(server.proc.pid)
     os.kill(api, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "starting it again" not in server.log():
@@ -171,7 +163,7 @@ def test_an_api_process_that_dies_is_started_again(start_server: Any, minilm_cro
             break
         time.sleep(0.5)
     assert all(r.status_code == 200 for r in asyncio.run(_each_on_its_own_connection(server.url, bodies)))
-    assert engine in children(server.proc.pid) and len(children(server.proc.pid)) == 3
+    assert engine in spawned_processes(server.proc.pid) and len(spawned_processes(server.proc.pid)) == 3
 
 
 def test_an_engine_that_dies_ends_the_server(start_server: Any, minilm_cross_dir: Path) -> None:
@@ -185,7 +177,7 @@ def test_an_engine_that_dies_ends_the_server(start_server: Any, minilm_cross_dir
     thread = threading.Thread(target=in_flight)
     thread.start()
     time.sleep(0.7)
-    os.kill(children(server.proc.pid)[0], signal.SIGKILL)  # the engine
+    os.kill(spawned_processes(server.proc.pid)[0], signal.SIGKILL)  # the engine
     thread.join(timeout=60)
     assert result["response"].status_code == 503  # said as unavailable, not a 500
     assert "the engine process stopped" in result["response"].json()["message"]

@@ -50,6 +50,12 @@ class _Connection:
         self._cache = runtime.cache
         self._writer = writer
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._handlers: dict[str, Callable[..., Awaitable[Any]]] = {
+            "admit": self._admit,
+            "run": self._run,
+            "lookup": self._lookup,
+            "counts": self._counts,
+        }
 
     def send(self, message: tuple[Any, ...]) -> None:
         if not self._writer.is_closing():
@@ -65,13 +71,8 @@ class _Connection:
         if kind == "store":
             self._cache.put_many(args[0])
             return
-        handlers: dict[str, Callable[..., Awaitable[Any]]] = {
-            "admit": self._admit,
-            "run": self._run,
-            "lookup": self._lookup,
-            "counts": self._counts,
-        }
-        task = asyncio.get_running_loop().create_task(self._answer(request_id, handlers[kind](request_id, *args)))
+        work = self._handlers[kind](request_id, *args)
+        task = asyncio.get_running_loop().create_task(self._answer(request_id, work))
         self._tasks[request_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(request_id, None))
 
